@@ -1,0 +1,26 @@
+# brainldm: Takagi & Nishimoto (CVPR 2023) on the Natural Scenes Dataset, as one DAG.
+# Rules live in rules/*.smk, their logic in src/brainldm; see README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+
+
+wildcard_constraints:
+    subject="|".join(layout.NSD_SUBJECTS),
+    preset="|".join(MODEL_PRESETS),
+
+
+include: "rules/synthetic.smk"
+include: "rules/models.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

@@ -1,0 +1,69 @@
+# Configuration checks, paths and input functions.
+import os
+
+from brainldm.config import validate_config
+from brainldm.nsd import layout
+from brainldm.synthetic.nsd_tree import SyntheticDesign
+
+# Built by this workflow when the configuration points at them.
+SYNTHETIC_NSD = "resources/synthetic_nsd"
+SYNTHETIC_TRUTH = "resources/synthetic_nsd_truth"
+MODELS = "resources/models"
+MODEL_PRESETS = ("tiny", "sd14")
+
+config.update(
+    validate_config(
+        config,
+        base_dir=os.getcwd(),
+        built_by_workflow={
+            "nsd_root": [SYNTHETIC_NSD],
+            "model": [f"{MODELS}/{preset}" for preset in MODEL_PRESETS],
+        },
+    )
+)
+NSD_ROOT = os.path.normpath(config["nsd_root"])
+MODEL = os.path.normpath(config["model"]) if os.path.exists(config["model"]) else config["model"]
+SUBJECTS = config["subjects"]
+USES_SYNTHETIC_NSD = NSD_ROOT == SYNTHETIC_NSD
+
+
+def synthetic_betas(subject):
+    """Betas files the synthetic tree holds for one subject."""
+    design = SyntheticDesign.from_config(config["synthetic"])
+    return [
+        layout.betas(SYNTHETIC_NSD, subject, session, fmt)
+        for session in range(1, design.sessions_released + 1)
+        for fmt in config["synthetic"]["betas_formats"]
+    ]
+
+
+def synthetic_subject_files(subject):
+    """Every file of the synthetic tree that belongs to one subject."""
+    return [
+        layout.responses(SYNTHETIC_NSD, subject),
+        *synthetic_betas(subject),
+        layout.ncsnr(SYNTHETIC_NSD, subject),
+        *(layout.roi(SYNTHETIC_NSD, subject, name) for name in layout.ROI_FILES),
+        layout.brainmask(SYNTHETIC_NSD, subject),
+    ]
+
+
+def nsd_inputs():
+    """The subject-independent NSD files."""
+    return {
+        "expdesign": layout.expdesign(NSD_ROOT),
+        "stim_info": layout.stim_info(NSD_ROOT),
+        "stimuli": layout.stimuli(NSD_ROOT),
+        "captions": [layout.captions(NSD_ROOT, split) for split in layout.CAPTION_SPLITS],
+    }
+
+
+def all_targets():
+    """Targets of the default run: every stage that exists, for the configured subjects."""
+    targets = []
+    if USES_SYNTHETIC_NSD:
+        targets += [f"{SYNTHETIC_TRUTH}/{subject}.h5" for subject in SUBJECTS]
+    targets += [
+        f"{MODELS}/{preset}" for preset in MODEL_PRESETS if MODEL == f"{MODELS}/{preset}"
+    ]
+    return targets

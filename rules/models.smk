@@ -1,0 +1,21 @@
+# Randomly initialised Stable Diffusion presets in diffusers layout.
+
+
+rule build_model:
+    input:
+        captions=nsd_inputs()["captions"],
+    output:
+        directory(f"{MODELS}/{{preset}}"),
+    params:
+        seed=config["model_build"]["seed"],
+    log:
+        "logs/models/build_model/{preset}.log",
+    benchmark:
+        "benchmarks/models/build_model/{preset}.tsv"
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../envs/gpu.yaml"
+    script:
+        "../workflow_scripts/build_model.py"

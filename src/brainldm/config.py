@@ -1,0 +1,125 @@
+"""Configuration: schema validation, defaults and checks that name the key at fault."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from importlib import resources
+from typing import Iterable
+
+import jsonschema
+import yaml
+
+#: A Hugging Face hub id: ``owner/name``, no leading ``/`` or ``.``.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, of the wrong type or points nowhere."""
+
+
+def load_schema() -> dict:
+    """The JSON schema of ``config.yaml`` shipped with the package."""
+    text = resources.files("brainldm").joinpath("schemas/config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _key(path: Iterable) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = _key(error.absolute_path)
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        where = f"{key}.{missing}" if error.absolute_path else missing
+        return f"config key '{where}' is missing (required)"
+    if error.validator == "additionalProperties":
+        unexpected = re.findall(r"'([^']+)'", error.message)
+        names = ", ".join(f"'{_key([*error.absolute_path, u])}'" for u in unexpected)
+        return f"config key {names} is not known (allowed: {sorted(error.schema.get('properties', {}))})"
+    if error.validator == "type":
+        return f"config key '{key}': expected {error.validator_value}, found {error.instance!r}"
+    if error.validator == "enum":
+        return f"config key '{key}': expected one of {error.validator_value}, found {error.instance!r}"
+    return f"config key '{key}': {error.message}"
+
+
+def _fill_defaults(instance, schema) -> None:
+    """Insert schema defaults into ``instance`` in place, recursively."""
+    if not isinstance(instance, dict):
+        return
+    for name, sub in schema.get("properties", {}).items():
+        if name not in instance and "default" in sub:
+            instance[name] = copy.deepcopy(sub["default"])
+        if name in instance:
+            _fill_defaults(instance[name], sub)
+
+
+def _check_paths(config: dict, base_dir: str, built_by_workflow: dict[str, Iterable[str]]) -> None:
+    def resolve(value: str) -> str:
+        return value if os.path.isabs(value) else os.path.join(base_dir, value)
+
+    def built(key: str) -> set[str]:
+        return {os.path.normpath(p) for p in built_by_workflow.get(key, ())}
+
+    root = config["nsd_root"]
+    if os.path.normpath(root) not in built("nsd_root") and not os.path.isdir(resolve(root)):
+        raise ConfigError(
+            f"config key 'nsd_root': folder {root!r} does not exist "
+            f"(expected an NSD tree, or {sorted(built('nsd_root'))} which the workflow builds)"
+        )
+    model = config["model"]
+    if os.path.normpath(model) in built("model") or os.path.isdir(resolve(model)):
+        return
+    looks_like_path = os.path.isabs(model) or model.startswith((".", "~")) or not _HUB_ID.match(model)
+    if looks_like_path:
+        raise ConfigError(
+            f"config key 'model': folder {model!r} does not exist (expected a diffusers model "
+            f"folder, a hub id such as 'CompVis/stable-diffusion-v1-4', or one of {sorted(built('model'))} which the workflow builds)"
+        )
+
+
+def validate_config(config: dict, base_dir: str = ".", built_by_workflow: dict | None = None) -> dict:
+    """Validate a configuration and return a copy with the schema's defaults filled in.
+
+    Parameters
+    ----------
+    config : dict
+        The configuration as loaded from YAML (and command-line overrides).
+    base_dir : str
+        Folder relative paths are resolved against (the workflow's working directory).
+    built_by_workflow : dict, optional
+        Per key (``nsd_root``, ``model``), the paths the workflow itself produces
+        (the synthetic tree, the model presets); they need not exist yet.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    ConfigError
+        Naming the key at fault, what was expected and what was found.
+    """
+    schema = load_schema()
+    validated = copy.deepcopy(dict(config))
+    _fill_defaults(validated, schema)
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(validated),
+        key=lambda e: (len(e.absolute_path), _key(e.absolute_path)),
+    )
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(_describe(e) for e in errors))
+    _check_paths(validated, base_dir, built_by_workflow or {})
+    from .synthetic.nsd_tree import SyntheticDesign
+
+    try:
+        SyntheticDesign.from_config(validated["synthetic"])
+    except ValueError as exc:
+        raise ConfigError(f"config key {exc}") from None
+    return validated

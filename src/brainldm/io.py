@@ -1,0 +1,43 @@
+"""File writing that never leaves a truncated file looking finished."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary sibling path that is renamed onto ``path`` on success.
+
+    The temporary name keeps the final suffix (``.nii.gz``, ``.hdf5``) so that
+    libraries choosing a format by extension behave the same. On any exception
+    the temporary file or folder is removed and ``path`` is left untouched.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The final file or folder.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(final.suffixes)
+    stem = final.name[: len(final.name) - len(suffix)] if suffix else final.name
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".part{suffix}", dir=final.parent)
+    os.close(fd)
+    os.unlink(tmp_name)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if final.is_dir() and not final.is_symlink():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+        raise

@@ -1,0 +1,77 @@
+"""Shared fixtures: a small synthetic NSD tree and one run of the workflow."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from brainldm.config import validate_config
+from brainldm.synthetic import build_anatomy, build_stimuli, build_subject
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL_CONFIG = REPO / "tests" / "config" / "small.yaml"
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def small_config() -> dict:
+    """The small test configuration with the schema's defaults filled in."""
+    config = yaml.safe_load(SMALL_CONFIG.read_text())
+    return validate_config(config, built_by_workflow={"nsd_root": [config["nsd_root"]], "model": [config["model"]]})
+
+
+@pytest.fixture(scope="session")
+def anatomy(tmp_path_factory, small_config):
+    """Label volume and transform of the synthetic space (built once: pycortex is slow)."""
+    out = tmp_path_factory.mktemp("anatomy")
+    synthetic = small_config["synthetic"]
+    build_anatomy(
+        out / "anatomy_streams.nii.gz", out / "pycortex_transform", synthetic["pycortex_subject"],
+        synthetic["pycortex_transform"], synthetic["voxel_downsample"], "brainldm_synthetic",
+    )
+    return out
+
+
+def build_tree(out: Path, labels: Path, config: dict) -> dict:
+    """Build the synthetic NSD tree of ``config`` under ``out``; return its paths."""
+    root, truth = out / "nsd", out / "truth"
+    build_stimuli(root, truth / "scenes.h5", config["synthetic"])
+    for subject in config["subjects"]:
+        build_subject(root, subject, labels, truth / "scenes.h5", truth / f"{subject}.h5", config["synthetic"])
+    return {"root": root, "truth": truth, "labels": labels}
+
+
+@pytest.fixture(scope="session")
+def synthetic_tree(tmp_path_factory, anatomy, small_config):
+    """A small synthetic NSD tree built by the library functions the rules call."""
+    return build_tree(tmp_path_factory.mktemp("tree"), anatomy / "anatomy_streams.nii.gz", small_config)
+
+
+def run_snakemake(workdir: Path, *args: str, configfile: Path = SMALL_CONFIG, timeout: int = 1200):
+    """Run the workflow of this repository in ``workdir``; return the completed process."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    command = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--configfile", str(configfile), *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def workflow_run(tmp_path_factory):
+    """One run of the whole DAG on the small configuration, shared by the tests that need it."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    result = run_snakemake(workdir, "--cores", "2")
+    if result.returncode != 0:
+        pytest.fail(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+    return workdir

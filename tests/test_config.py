@@ -1,0 +1,62 @@
+"""Configuration validation names the key at fault before any job runs."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from brainldm.config import ConfigError, load_schema, validate_config
+
+from conftest import REPO
+
+BUILT = {"nsd_root": ["resources/synthetic_nsd"], "model": ["resources/models/tiny"]}
+
+
+@pytest.fixture
+def config():
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_default_config_is_valid_and_defaults_are_filled(config):
+    config["synthetic"].pop("signal", None)
+    validated = validate_config(config, base_dir=str(REPO), built_by_workflow=BUILT)
+    assert validated["synthetic"]["signal"]["noise_sd"] == load_schema()["properties"]["synthetic"]["properties"][
+        "signal"]["properties"]["noise_sd"]["default"]
+    assert "signal" not in config["synthetic"]  # the input is not modified
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "found"),
+    [
+        (lambda c: c["subjects"].append("subj99"), "subjects[4]", "subj99"),
+        (lambda c: c.pop("model"), "model", "missing"),
+        (lambda c: c["synthetic"].update(image_size="large"), "synthetic.image_size", "'large'"),
+        (lambda c: c["synthetic"].update(trials_per_session=7), "synthetic.trials_per_session", "7"),
+        (lambda c: c.update(nsd_root="/no/such/nsd"), "nsd_root", "/no/such/nsd"),
+        (lambda c: c.update(model="./no/such/model"), "model", "./no/such/model"),
+        (lambda c: c.update(unknown_key=1), "unknown_key", "not known"),
+        (lambda c: c["synthetic"].update(voxel_downsample=[2, 2]), "synthetic.voxel_downsample", "[2, 2]"),
+    ],
+)
+def test_bad_config_names_the_key(config, change, key, found):
+    bad = copy.deepcopy(config)
+    change(bad)
+    with pytest.raises(ConfigError) as info:
+        validate_config(bad, base_dir=str(REPO), built_by_workflow=BUILT)
+    message = str(info.value)
+    assert f"'{key}'" in message and found in message, message
+
+
+def test_hub_id_is_accepted_as_model(config):
+    config["model"] = "CompVis/stable-diffusion-v1-4"
+    assert validate_config(config, base_dir=str(REPO), built_by_workflow=BUILT)["model"] == config["model"]
+
+
+def test_existing_folders_are_accepted(config, tmp_path):
+    (tmp_path / "nsd").mkdir()
+    (tmp_path / "sd").mkdir()
+    config.update(nsd_root=str(tmp_path / "nsd"), model=str(tmp_path / "sd"))
+    validated = validate_config(config, base_dir=str(REPO))
+    assert validated["nsd_root"] == str(tmp_path / "nsd")

@@ -1,0 +1,78 @@
+"""The workflow as a user drives it: dry run, lint, bad configuration, one full run."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from conftest import REPO, SMALL_CONFIG, run_snakemake
+
+
+def _job_counts(stdout: str) -> dict[str, int]:
+    table = stdout.split("Job stats:")[1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def test_dry_run_lists_the_dag(tmp_path):
+    result = run_snakemake(tmp_path, "-n")
+    assert result.returncode == 0, result.stderr
+    counts = _job_counts(result.stdout)
+    subjects = yaml.safe_load(SMALL_CONFIG.read_text())["subjects"]
+    assert counts["build_synthetic_subject"] == len(subjects)
+    assert counts["build_synthetic_anatomy"] == counts["build_synthetic_stimuli"] == counts["build_model"] == 1
+    assert not (tmp_path / "resources").exists()
+
+
+def test_lint_reports_nothing(tmp_path):
+    result = run_snakemake(tmp_path, "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ('subjects=["subj01","subj42"]', "subjects[1]"),
+        ("nsd_root=/no/such/nsd", "nsd_root"),
+        ('synthetic={"image_size":"large"}', "synthetic.image_size"),
+    ],
+)
+def test_bad_config_stops_before_any_job(tmp_path, override, key):
+    result = run_snakemake(tmp_path, "--cores", "1", "--config", override)
+    assert result.returncode != 0
+    assert f"config key '{key}'" in result.stdout + result.stderr
+    assert not (tmp_path / "resources").exists() and not (tmp_path / "logs").exists()
+
+
+def test_missing_config_key_is_named(tmp_path):
+    config = yaml.safe_load(SMALL_CONFIG.read_text())
+    del config["subjects"]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    # the repository's config.yaml is always loaded first, so point the workflow at a copy without it
+    workflow = tmp_path / "workflow"
+    workflow.mkdir()
+    for name in ("Snakefile", "rules", "workflow_scripts", "envs", "profiles"):
+        (workflow / name).symlink_to(REPO / name)
+    (workflow / "config.yaml").write_text(yaml.safe_dump(config))
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--directory", str(workflow)],
+                            cwd=workflow, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "config key 'subjects' is missing" in result.stdout + result.stderr
+
+
+@pytest.mark.workflow
+def test_full_run_builds_every_target(workflow_run):
+    config = yaml.safe_load(SMALL_CONFIG.read_text())
+    for subject in config["subjects"]:
+        assert (workflow_run / "resources" / "synthetic_nsd_truth" / f"{subject}.h5").is_file()
+        assert (workflow_run / "logs" / "synthetic" / "build_synthetic_subject" / f"{subject}.log").stat().st_size > 0
+    assert (workflow_run / "resources" / "models" / "tiny" / "model_index.json").is_file()
+    assert (workflow_run / "benchmarks" / "models" / "build_model" / "tiny.tsv").is_file()
+    # nothing left to do: the run is complete and consistent
+    again = run_snakemake(workflow_run, "-n")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
