@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -56,9 +58,6 @@ def test_missing_config_key_is_named(tmp_path):
     for name in ("Snakefile", "rules", "workflow_scripts", "envs", "profiles"):
         (workflow / name).symlink_to(REPO / name)
     (workflow / "config.yaml").write_text(yaml.safe_dump(config))
-    import subprocess
-    import sys
-
     result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--directory", str(workflow)],
                             cwd=workflow, capture_output=True, text=True)
     assert result.returncode != 0

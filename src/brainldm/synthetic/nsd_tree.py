@@ -282,7 +282,7 @@ def lowlevel_responses(images: np.ndarray, rf: dict[str, np.ndarray]) -> np.ndar
     weights = np.exp(-d2 / (2 * rf["rf_sigma"][:, None] ** 2))
     weights /= weights.sum(axis=1, keepdims=True)
     pixels = grid.reshape(len(images), -1, 3)  # (n_images, grid cells, colour)
-    return np.einsum("ipc,vp,vc->iv", pixels, weights, rf["rf_colour"])
+    return sum((pixels[:, :, c] @ weights.T) * rf["rf_colour"][:, c] for c in range(pixels.shape[2]))
 
 
 def semantic_responses(categories: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -392,10 +392,9 @@ def build_subject(
     expdesign = scipy.io.loadmat(layout.expdesign(root))
     masterordering = expdesign["masterordering"].ravel().astype(int)
     subject_ids = expdesign["subjectim"][NSD_SUBJECTS.index(subject)].astype(int) - 1  # 0-based
-    order = np.argsort(subject_ids)
     with h5py.File(layout.stimuli(root), "r") as h5:
-        images = np.empty((len(subject_ids),) + h5["imgBrick"].shape[1:], dtype=np.uint8)
-        images[order] = h5["imgBrick"][subject_ids[order]]  # h5py reads increasing indices
+        brick = h5["imgBrick"]
+        images = np.stack([brick[nsd_id] for nsd_id in subject_ids])  # one chunk per image
     with h5py.File(scenes_path, "r") as h5:
         categories = h5["category"][:][subject_ids]
 
