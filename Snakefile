@@ -18,6 +18,7 @@ wildcard_constraints:
 
 include: "rules/synthetic.smk"
 include: "rules/models.smk"
+include: "rules/ingestion.smk"
 
 
 rule all:

@@ -3,6 +3,7 @@ import os
 
 from brainldm.config import validate_config
 from brainldm.nsd import layout
+from brainldm.nsd.betas import roi_path, sessions_on_disk
 from brainldm.synthetic.nsd_tree import SyntheticDesign
 
 # Built by this workflow when the configuration points at them.
@@ -60,10 +61,39 @@ def nsd_inputs():
 
 def all_targets():
     """Targets of the default run: every stage that exists, for the configured subjects."""
-    targets = []
+    targets = [*trials_tables(), "results/stimuli/stimuli.h5"]
+    targets += [f for subject in SUBJECTS for f in roi_betas(subject)]
     if USES_SYNTHETIC_NSD:
         targets += [f"{SYNTHETIC_TRUTH}/{subject}.h5" for subject in SUBJECTS]
     targets += [
         f"{MODELS}/{preset}" for preset in MODEL_PRESETS if MODEL == f"{MODELS}/{preset}"
     ]
     return targets
+
+
+def subject_nsd_files(subject):
+    """The NSD files of one subject that ingestion reads (betas found on disk for real data)."""
+    if USES_SYNTHETIC_NSD:
+        return synthetic_subject_files(subject)
+    betas = sessions_on_disk(
+        layout.betas_dir(NSD_ROOT, subject), config["ingestion"]["betas_format"]
+    )
+    rois = {config["rois"][name]["file"] for name in config["rois"]}
+    return [
+        layout.responses(NSD_ROOT, subject),
+        *betas.values(),
+        *(roi_path(NSD_ROOT, subject, name) for name in sorted(rois)),
+    ]
+
+
+def all_subjects_nsd_files(wildcards):
+    """Every configured subject's NSD files: the test set depends on all of them."""
+    return [f for subject in SUBJECTS for f in subject_nsd_files(subject)]
+
+
+def trials_tables():
+    return [f"results/{subject}/trials.tsv" for subject in SUBJECTS]
+
+
+def roi_betas(subject):
+    return [f"results/{subject}/betas/{roi}.h5" for roi in config["rois"]]

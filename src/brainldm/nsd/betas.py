@@ -1,0 +1,280 @@
+"""Single-trial betas of ROIs, streamed session by session.
+
+A subject's NSD betas are ~39 GB of int16; only the voxels of the requested
+ROIs are read: HDF5 hyperslabs of the ROIs' bounding box (the files are chunked
+per trial), NIfTI ``dataobj`` slices over blocks of trials with the gzip stream
+kept open. Peak memory is one block plus one session of ROI voxels, whatever
+the number of sessions: training rows go to the output file session by session
+and test rows are running sums.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import re
+import zlib
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from ..io import atomic_path
+from . import layout
+from .design import NSDInputError
+
+log = logging.getLogger(__name__)
+
+#: Percent signal change is stored as int16 times this factor.
+BETAS_SCALE = 300
+#: Upper bound of one read block, in bytes of int16 bounding box.
+BLOCK_BYTES = 64 * 2**20
+ROI_FILES = {"streams", "nsdgeneral", "brainmask"}
+
+
+def roi_path(root, subject: str, name: str) -> str:
+    """Path of an ROI volume by name (``brainmask`` lives beside ``roi/``)."""
+    return layout.brainmask(root, subject) if name == "brainmask" else layout.roi(root, subject, name)
+
+
+def roi_voxels(root, subject: str, definition: dict) -> tuple[np.ndarray, tuple, np.ndarray, str]:
+    """Flat voxel indices of an ROI defined by labels of an NSD ROI file.
+
+    Parameters
+    ----------
+    root : path
+        NSD root.
+    subject : str
+        ``subjXX``.
+    definition : dict
+        ``{"file": "streams" | "nsdgeneral" | "brainmask", "labels": [int, ...]}``.
+
+    Returns
+    -------
+    voxel_index : numpy.ndarray
+        Sorted flat C-order indices into the (X, Y, Z) volume.
+    shape : tuple
+        Volume shape (X, Y, Z).
+    affine : numpy.ndarray
+        4 x 4 voxel-to-world matrix of the ROI file.
+    path : str
+        The ROI file read.
+    """
+    path = roi_path(root, subject, definition["file"])
+    if not os.path.exists(path):
+        raise NSDInputError(f"{path}: ROI file not found (expected an NSD {definition['file']}.nii.gz)")
+    image = nib.load(path)
+    data = np.asarray(image.dataobj)
+    if data.ndim != 3:
+        raise NSDInputError(f"{path}: expected a 3-D volume, found shape {data.shape}")
+    selected = np.isin(data, definition["labels"]).ravel()
+    return np.flatnonzero(selected), data.shape, image.affine, path
+
+
+def sessions_on_disk(betas_dir: str | os.PathLike, fmt: str = "auto") -> dict[int, str]:
+    """Session number -> betas file in a subject's betas folder (HDF5 preferred under ``auto``)."""
+    formats = layout.BETAS_FORMATS if fmt == "auto" else (fmt,)
+    found: dict[int, str] = {}
+    for f in reversed(formats):  # the first format wins
+        for path in glob.glob(os.path.join(os.fspath(betas_dir), f"betas_session*.{f}")):
+            match = re.fullmatch(rf"betas_session(\d+)\.{re.escape(f)}", os.path.basename(path))
+            if match:
+                found[int(match.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+class BetasFile:
+    """One session's betas file, HDF5 (trials, Z, Y, X) or NIfTI (X, Y, Z, trials)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        self.format = "hdf5" if self.path.endswith(".hdf5") else "nii.gz"
+        try:
+            if self.format == "hdf5":
+                self._h5 = h5py.File(self.path, "r")
+                if "betas" not in self._h5:
+                    raise NSDInputError(f"{self.path}: expected a dataset 'betas', found {list(self._h5)}")
+                self._data = self._h5["betas"]
+                n_trials, *zyx = self._data.shape
+                self.volume_shape = tuple(zyx[::-1])
+            else:
+                self._image = nib.load(self.path, keep_file_open=True)
+                *xyz, n_trials = self._image.shape
+                self._data = self._image.dataobj
+                self.volume_shape = tuple(xyz)
+        except NSDInputError:
+            raise
+        except (OSError, EOFError, zlib.error, nib.filebasedimages.ImageFileError, ValueError) as exc:
+            raise NSDInputError(f"{self.path}: unreadable betas file (truncated or corrupt?): {exc}") from exc
+        if len(self.volume_shape) != 3:
+            raise NSDInputError(f"{self.path}: expected 4-D betas, found shape {self._data.shape}")
+        self.n_trials = n_trials
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        if self.format == "hdf5":
+            self._h5.close()
+        else:
+            self._image.uncache()
+
+    def read_box(self, trials: slice, lo, hi) -> np.ndarray:
+        """int16 block ``(n_trials, X, Y, Z)`` of the box ``[lo, hi)`` over ``trials``."""
+        try:
+            if self.format == "hdf5":
+                block = self._data[trials, lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]]
+                return block.transpose(0, 3, 2, 1)
+            block = self._data[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2], trials]
+            return np.moveaxis(np.asarray(block), 3, 0)
+        except (OSError, EOFError, zlib.error, ValueError) as exc:
+            raise NSDInputError(f"{self.path}: read failed (truncated or corrupt?): {exc}") from exc
+
+    def read_whole(self) -> np.ndarray:
+        """The whole session as int16 ``(n_trials, X, Y, Z)``: the naive way, for comparison."""
+        if self.format == "hdf5":
+            return self._data[()].transpose(0, 3, 2, 1)
+        return np.moveaxis(np.asarray(self._data), 3, 0)
+
+
+def read_session(path, voxel_index: np.ndarray, volume_shape, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """Betas of the given voxels for every trial of one session, in percent signal change.
+
+    Parameters
+    ----------
+    path : path
+        A ``betas_sessionNN`` file.
+    voxel_index : numpy.ndarray
+        Flat C-order indices into the (X, Y, Z) volume.
+    volume_shape : tuple
+        Expected (X, Y, Z); a file of another shape is an error.
+    block_bytes : int
+        Largest int16 block read at once.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_trials, n_voxels)`` float32.
+    """
+    with BetasFile(path) as betas:
+        if tuple(betas.volume_shape) != tuple(volume_shape):
+            raise NSDInputError(
+                f"{path}: volume shape {betas.volume_shape} (X, Y, Z) differs from the ROI files' {tuple(volume_shape)}"
+            )
+        xyz = np.unravel_index(voxel_index, volume_shape)
+        lo = [int(c.min()) for c in xyz]
+        hi = [int(c.max()) + 1 for c in xyz]
+        local = tuple(c - o for c, o in zip(xyz, lo))
+        box_bytes = 2 * int(np.prod([h - o for h, o in zip(hi, lo)]))
+        step = max(1, block_bytes // max(box_bytes, 1))
+        out = np.empty((betas.n_trials, len(voxel_index)), dtype=np.float32)
+        for start in range(0, betas.n_trials, step):
+            block = betas.read_box(slice(start, min(start + step, betas.n_trials)), lo, hi)
+            out[start:start + len(block)] = block[(slice(None),) + local]
+    out /= BETAS_SCALE
+    return out
+
+
+def zscore_columns(x: np.ndarray) -> np.ndarray:
+    """Z-score each column in place; constant columns (dead voxels) become 0, never NaN."""
+    mean = x.mean(axis=0, dtype=np.float64)
+    sd = x.std(axis=0, dtype=np.float64)
+    x -= mean.astype(x.dtype)
+    np.divide(x, sd.astype(x.dtype), out=x, where=sd > 0)
+    x[:, sd == 0] = 0
+    return x
+
+
+def extract_roi_betas(
+    trials: pd.DataFrame,
+    session_files: dict[int, str],
+    rois: dict[str, np.ndarray],
+    volume_shape,
+    affine: np.ndarray,
+    out_paths: dict[str, str],
+    zscore: bool = True,
+    attrs: dict | None = None,
+) -> None:
+    """Write train and test matrices of each ROI, reading each session once.
+
+    Parameters
+    ----------
+    trials : pandas.DataFrame
+        The subject's trial table with ``split`` (see :mod:`brainldm.nsd.design`).
+    session_files : dict
+        Session -> betas file, for every session in ``trials``.
+    rois : dict
+        ROI name -> flat voxel indices.
+    volume_shape, affine
+        The subject's volume (from its ROI files).
+    out_paths : dict
+        ROI name -> output HDF5.
+    zscore : bool
+        Z-score each voxel within each session (before test averaging).
+    attrs : dict, optional
+        Provenance attributes stored in every output.
+    """
+    for name, index in rois.items():
+        if len(index) == 0:
+            raise NSDInputError(f"ROI {name!r} selects no voxel")
+    union = np.unique(np.concatenate(list(rois.values())))
+    columns = {name: np.searchsorted(union, index) for name, index in rois.items()}
+    train = trials[trials["split"] == "train"]
+    test_ids = np.unique(trials.loc[trials["split"] == "test", "nsd_id"])
+    test_sums = {name: np.zeros((len(test_ids), len(idx))) for name, idx in rois.items()}
+    test_counts = np.zeros(len(test_ids), dtype=np.int64)
+    with contextlib.ExitStack() as stack:
+        outputs = {}
+        for name, path in out_paths.items():
+            tmp = stack.enter_context(atomic_path(path))
+            h5 = stack.enter_context(h5py.File(tmp, "w"))
+            n_vox = len(rois[name])
+            chunk_rows = max(1, min(len(train), (1 << 20) // max(n_vox * 4, 1)))
+            h5.create_dataset("train/betas", shape=(len(train), n_vox), dtype=np.float32,
+                              chunks=(chunk_rows, n_vox) if len(train) else None, track_times=False)
+            outputs[name] = h5
+        row = 0
+        for session, session_trials in trials.groupby("session", sort=True):
+            path = session_files[session]
+            betas = read_session(path, union, volume_shape)
+            used = session_trials["trial_in_session"].to_numpy()
+            if betas.shape[0] != len(session_trials) or used.max() >= betas.shape[0]:
+                raise NSDInputError(
+                    f"{path}: expected {len(session_trials)} trials (responses.tsv, session {session}), "
+                    f"found {betas.shape[0]}"
+                )
+            if zscore:
+                zscore_columns(betas)
+            is_train = (session_trials["split"] == "train").to_numpy()
+            test_rows = np.searchsorted(test_ids, session_trials.loc[~is_train, "nsd_id"].to_numpy())
+            np.add.at(test_counts, test_rows, 1)
+            n_train = int(is_train.sum())
+            for name, h5 in outputs.items():
+                selected = betas[:, columns[name]]
+                h5["train/betas"][row:row + n_train] = selected[used[is_train]]
+                np.add.at(test_sums[name], test_rows, selected[used[~is_train]])
+            row += n_train
+            log.info("session %d: %d trials (%d train) from %s", session, len(session_trials), n_train, path)
+        for name, h5 in outputs.items():
+            h5.create_dataset("train/nsd_ids", data=train["nsd_id"].to_numpy(), track_times=False)
+            h5.create_dataset("train/session", data=train["session"].to_numpy(), track_times=False)
+            mean = (test_sums[name] / np.maximum(test_counts, 1)[:, None]).astype(np.float32)
+            h5.create_dataset("test/betas", data=mean, track_times=False)
+            h5.create_dataset("test/nsd_ids", data=test_ids, track_times=False)
+            h5.create_dataset("test/n_repetitions", data=test_counts, track_times=False)
+            h5.create_dataset("voxel_index", data=rois[name], track_times=False)
+            h5.create_dataset("affine", data=np.asarray(affine, dtype=np.float64), track_times=False)
+            h5.attrs["volume_shape"] = tuple(int(n) for n in volume_shape)
+            h5.attrs["roi"] = name
+            h5.attrs["units"] = "z-scored per voxel within session" if zscore else "percent signal change"
+            h5.attrs["nsd_ids"] = "0-based 73k ids"
+            h5.attrs["voxel_index"] = "flat C-order index into the (X, Y, Z) volume"
+            for key, value in (attrs or {}).items():
+                h5.attrs[key] = value
+

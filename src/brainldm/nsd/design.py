@@ -1,0 +1,175 @@
+"""Trials and the train/test split, from ``nsd_expdesign.mat`` and ``responses.tsv``.
+
+Conventions: ``nsd_id`` is the 0-based 73k id (row of ``imgBrick`` and of
+``nsd_stim_info_merged.csv``); NSD's own files are 1-based and are converted
+here, once. Sessions, runs and trials keep NSD's 1-based numbering.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import scipy.io
+
+from .layout import NSD_SUBJECTS
+
+EXPDESIGN_KEYS = ("masterordering", "subjectim", "sharedix")
+RESPONSE_COLUMNS = ("SESSION", "RUN", "TRIAL", "73KID", "10KID")
+
+
+class NSDInputError(ValueError):
+    """An NSD file is missing, malformed or inconsistent with another."""
+
+
+def read_expdesign(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Load ``nsd_expdesign.mat`` as integer arrays (still 1-based).
+
+    Returns
+    -------
+    dict
+        ``masterordering`` (n_trials,), ``subjectim`` (n_subjects, n_images),
+        ``sharedix`` (n_shared,).
+    """
+    try:
+        mat = scipy.io.loadmat(path)
+    except FileNotFoundError:
+        raise NSDInputError(f"{path}: design file not found (expected NSD's nsd_expdesign.mat)") from None
+    except Exception as exc:  # scipy raises several types for corrupt files
+        raise NSDInputError(f"{path}: not a readable MATLAB file ({exc})") from exc
+    missing = [key for key in EXPDESIGN_KEYS if key not in mat]
+    if missing:
+        raise NSDInputError(f"{path}: expected variables {list(EXPDESIGN_KEYS)}, missing {missing}")
+    return {
+        "masterordering": np.asarray(mat["masterordering"]).ravel().astype(np.int64),
+        "subjectim": np.atleast_2d(np.asarray(mat["subjectim"])).astype(np.int64),
+        "sharedix": np.asarray(mat["sharedix"]).ravel().astype(np.int64),
+    }
+
+
+def subject_images(expdesign: dict, subject: str, path="nsd_expdesign.mat") -> np.ndarray:
+    """0-based 73k ids of a subject's image list (its 10k list, in order)."""
+    if subject not in NSD_SUBJECTS:
+        raise NSDInputError(f"subject must be one of {NSD_SUBJECTS}, found {subject!r}")
+    row = NSD_SUBJECTS.index(subject)
+    n_rows = expdesign["subjectim"].shape[0]
+    if row >= n_rows:
+        raise NSDInputError(f"{path}: subject {subject!r} not in the design file (subjectim has {n_rows} rows)")
+    return expdesign["subjectim"][row] - 1
+
+
+def read_responses(path: str | os.PathLike) -> pd.DataFrame:
+    """Load a subject's ``responses.tsv`` and check the columns this pipeline uses."""
+    if not os.path.exists(path):
+        raise NSDInputError(f"{path}: responses file not found (expected NSD's behav/responses.tsv)")
+    table = pd.read_csv(path, sep="\t")
+    missing = [c for c in RESPONSE_COLUMNS if c not in table.columns]
+    if missing:
+        raise NSDInputError(f"{path}: expected columns {list(RESPONSE_COLUMNS)}, missing {missing}")
+    return table
+
+
+def trial_table(
+    expdesign: dict,
+    responses: pd.DataFrame,
+    subject: str,
+    sessions,
+    responses_path="responses.tsv",
+) -> pd.DataFrame:
+    """One row per trial of the used sessions, in acquisition order.
+
+    Parameters
+    ----------
+    expdesign : dict
+        From :func:`read_expdesign`.
+    responses : pandas.DataFrame
+        From :func:`read_responses`.
+    subject : str
+        ``subjXX``.
+    sessions : sequence of int
+        1-based sessions to keep.
+    responses_path : str
+        Named in error messages.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``session``, ``run``, ``trial`` (1-based, within the run),
+        ``trial_in_session`` (0-based row of the session's betas file),
+        ``nsd_id`` (0-based 73k id), ``index_10k`` (1-based, NSD's) and
+        ``shared`` (one of NSD's shared images).
+    """
+    images = subject_images(expdesign, subject)
+    shared = set(expdesign["sharedix"] - 1)
+    table = responses.loc[responses["SESSION"].isin(list(sessions)), list(RESPONSE_COLUMNS)].copy()
+    table = table.sort_values(["SESSION", "RUN", "TRIAL"], kind="stable")
+    index10k = table["10KID"].to_numpy()
+    if index10k.min(initial=1) < 1 or index10k.max(initial=1) > len(images):
+        raise NSDInputError(
+            f"{responses_path}: 10KID must be in [1, {len(images)}] (the subject's image list), "
+            f"found [{index10k.min()}, {index10k.max()}]"
+        )
+    expected = images[index10k - 1]
+    found = table["73KID"].to_numpy() - 1
+    if not np.array_equal(expected, found):
+        bad = int(np.flatnonzero(expected != found)[0])
+        raise NSDInputError(
+            f"{responses_path}: 73KID disagrees with nsd_expdesign.mat subjectim for {subject} at row "
+            f"{bad}: expected {expected[bad] + 1}, found {found[bad] + 1}"
+        )
+    return pd.DataFrame({
+        "session": table["SESSION"].to_numpy(),
+        "run": table["RUN"].to_numpy(),
+        "trial": table["TRIAL"].to_numpy(),
+        "trial_in_session": table.groupby("SESSION").cumcount().to_numpy(),
+        "nsd_id": found,
+        "index_10k": index10k,
+        "shared": np.isin(found, list(shared)),
+    })
+
+
+def select_sessions(in_responses, on_disk, requested="all", missing="error", where="") -> list[int]:
+    """The sessions to use.
+
+    Parameters
+    ----------
+    in_responses : iterable of int
+        Sessions with trials in ``responses.tsv``.
+    on_disk : iterable of int
+        Sessions whose betas file exists.
+    requested : "all" or list of int
+        ``"all"``: every session of ``responses.tsv``; a list: those sessions.
+    missing : {"error", "skip"}
+        What to do with a requested session that has no betas file.
+    where : str
+        Folder named in error messages.
+    """
+    in_responses, on_disk = sorted(set(in_responses)), set(on_disk)
+    wanted = in_responses if requested == "all" else sorted(set(requested))
+    unknown = [s for s in wanted if s not in in_responses]
+    if unknown:
+        raise NSDInputError(f"sessions {unknown} requested but absent from responses.tsv (has {in_responses})")
+    absent = [s for s in wanted if s not in on_disk]
+    if absent and missing == "error":
+        raise NSDInputError(
+            f"{where}: betas missing for sessions {absent} (expected betas_sessionNN.hdf5 or .nii.gz); "
+            "set ingestion.missing_sessions: skip to leave them out"
+        )
+    used = [s for s in wanted if s in on_disk]
+    if not used:
+        raise NSDInputError(f"{where}: no betas found for any of sessions {wanted}")
+    return used
+
+
+def test_images(tables: dict[str, pd.DataFrame]) -> np.ndarray:
+    """Shared images seen by every subject within its used sessions (sorted 0-based ids)."""
+    seen = [set(t.loc[t["shared"], "nsd_id"]) for t in tables.values()]
+    return np.array(sorted(set.intersection(*seen)), dtype=np.int64)
+
+
+def assign_split(table: pd.DataFrame, test_ids) -> pd.DataFrame:
+    """Add ``split``: ``test`` for trials of a test image, ``train`` for all others."""
+    out = table.copy()
+    out["split"] = np.where(np.isin(out["nsd_id"], np.asarray(test_ids)), "test", "train")
+    return out

@@ -1,0 +1,95 @@
+"""The ingestion stage: one function per workflow rule."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import numpy as np
+import pandas as pd
+
+from ..io import atomic_path
+from . import betas as betas_mod
+from . import design, layout
+
+log = logging.getLogger(__name__)
+
+
+def _provenance(**values) -> dict:
+    from .. import __version__
+
+    return {"brainldm_version": __version__, **{k: json.dumps(v, sort_keys=True, default=str) for k, v in values.items()}}
+
+
+def subject_trials(root, subject: str, ingestion: dict) -> tuple[pd.DataFrame, dict[int, str]]:
+    """A subject's trials in the used sessions, and the betas file of each session."""
+    expdesign = design.read_expdesign(layout.expdesign(root))
+    responses = design.read_responses(layout.responses(root, subject))
+    betas_dir = layout.betas_dir(root, subject)
+    on_disk = betas_mod.sessions_on_disk(betas_dir, ingestion["betas_format"])
+    sessions = design.select_sessions(
+        responses["SESSION"].unique(), on_disk, ingestion["sessions"], ingestion["missing_sessions"], where=betas_dir
+    )
+    table = design.trial_table(expdesign, responses, subject, sessions, layout.responses(root, subject))
+    return table, {s: on_disk[s] for s in sessions}
+
+
+def write_split(root, subjects: list[str], ingestion: dict, trials_paths: dict[str, str], test_path: str) -> None:
+    """Trial tables with their split for every subject, and the shared test set.
+
+    The test set is the shared images seen by every configured subject within
+    its used sessions; all other trials are training trials.
+    """
+    tables = {subject: subject_trials(root, subject, ingestion)[0] for subject in subjects}
+    test_ids = design.test_images(tables)
+    if len(test_ids) == 0:
+        raise design.NSDInputError(f"no shared image was seen by all of {subjects} in the used sessions")
+    for subject, table in tables.items():
+        table = design.assign_split(table, test_ids)
+        with atomic_path(trials_paths[subject]) as tmp:
+            table.to_csv(tmp, sep="\t", index=False)
+        log.info("%s: %d train trials, %d test trials of %d test images", subject,
+                 int((table["split"] == "train").sum()), int((table["split"] == "test").sum()), len(test_ids))
+    counts = pd.DataFrame({"nsd_id": test_ids})
+    for subject, table in tables.items():
+        reps = table[table["nsd_id"].isin(test_ids)].groupby("nsd_id").size()
+        counts[f"{subject}_repetitions"] = reps.reindex(test_ids).to_numpy()
+    with atomic_path(test_path) as tmp:
+        counts.to_csv(tmp, sep="\t", index=False)
+
+
+def write_roi_betas(root, subject: str, trials_path: str, ingestion: dict, rois: dict, out_paths: dict[str, str]) -> None:
+    """Train and test betas of each configured ROI of one subject (see :mod:`brainldm.nsd.betas`)."""
+    trials = pd.read_csv(trials_path, sep="\t")
+    _, session_files = subject_trials(root, subject, ingestion)
+    missing = sorted(set(trials["session"]) - set(session_files))
+    if missing:
+        raise design.NSDInputError(f"{trials_path}: sessions {missing} have no betas file any more")
+    voxels, shape, affine, reference = {}, None, None, None
+    for name, definition in rois.items():
+        index, roi_shape, roi_affine, path = betas_mod.roi_voxels(root, subject, definition)
+        if len(index) == 0:
+            raise design.NSDInputError(f"{path}: ROI {name!r} (labels {definition['labels']}) selects no voxel")
+        if shape is not None and roi_shape != shape:
+            raise design.NSDInputError(f"{path}: shape {roi_shape} differs from {reference}'s {shape}")
+        voxels[name], shape, affine, reference = index, roi_shape, roi_affine, path
+    attrs = _provenance(
+        subject=subject, nsd_root=os.fspath(root), sessions=sorted(session_files),
+        source_files=[session_files[s] for s in sorted(session_files)], ingestion=ingestion, rois=rois,
+    )
+    betas_mod.extract_roi_betas(
+        trials, {s: session_files[s] for s in set(trials["session"])}, voxels, shape, affine,
+        out_paths, zscore=ingestion["zscore_per_session"], attrs=attrs,
+    )
+
+
+def write_stimuli(root, trials_paths: list[str], out_path: str) -> None:
+    """Images and captions of every image in the given trial tables."""
+    ids = np.unique(np.concatenate([pd.read_csv(p, sep="\t")["nsd_id"].to_numpy() for p in trials_paths]))
+    from .stimuli import extract_stimuli
+
+    extract_stimuli(
+        layout.stimuli(root), layout.stim_info(root),
+        {split: layout.captions(root, split) for split in layout.CAPTION_SPLITS}, ids, out_path,
+    )

@@ -1,0 +1,13 @@
+"""Rule split_trials: trial tables with the train/test split, and the shared test images."""
+
+from brainldm.logs import setup_logging
+from brainldm.nsd.ingest import write_split
+
+setup_logging(snakemake.log[0])
+write_split(
+    root=snakemake.params.root,
+    subjects=snakemake.params.subjects,
+    ingestion=snakemake.params.ingestion,
+    trials_paths=dict(zip(snakemake.params.subjects, snakemake.output.trials)),
+    test_path=snakemake.output.test_images,
+)
