@@ -24,6 +24,8 @@ def test_dry_run_lists_the_dag(tmp_path):
     subjects = yaml.safe_load(SMALL_CONFIG.read_text())["subjects"]
     assert counts["build_synthetic_subject"] == len(subjects)
     assert counts["build_synthetic_anatomy"] == counts["build_synthetic_stimuli"] == counts["build_model"] == 1
+    assert counts["extract_roi_betas"] == len(subjects)
+    assert counts["split_trials"] == counts["extract_stimuli"] == 1
     assert not (tmp_path / "resources").exists()
 
 
@@ -65,11 +67,15 @@ def test_missing_config_key_is_named(tmp_path):
 
 
 @pytest.mark.workflow
-def test_full_run_builds_every_target(workflow_run):
-    config = yaml.safe_load(SMALL_CONFIG.read_text())
-    for subject in config["subjects"]:
+def test_full_run_builds_every_target(workflow_run, small_config):
+    for subject in small_config["subjects"]:
         assert (workflow_run / "resources" / "synthetic_nsd_truth" / f"{subject}.h5").is_file()
         assert (workflow_run / "logs" / "synthetic" / "build_synthetic_subject" / f"{subject}.log").stat().st_size > 0
+        for roi in small_config["rois"]:
+            assert (workflow_run / "results" / subject / "betas" / f"{roi}.h5").is_file()
+        assert (workflow_run / "results" / subject / "trials.tsv").is_file()
+    assert (workflow_run / "results" / "split" / "test_images.tsv").is_file()
+    assert (workflow_run / "results" / "stimuli" / "stimuli.h5").is_file()
     assert (workflow_run / "resources" / "models" / "tiny" / "model_index.json").is_file()
     assert (workflow_run / "benchmarks" / "models" / "build_model" / "tiny.tsv").is_file()
     # nothing left to do: the run is complete and consistent

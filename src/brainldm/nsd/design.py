@@ -32,10 +32,10 @@ def read_expdesign(path: str | os.PathLike) -> dict[str, np.ndarray]:
         ``masterordering`` (n_trials,), ``subjectim`` (n_subjects, n_images),
         ``sharedix`` (n_shared,).
     """
+    if not os.path.exists(path):
+        raise NSDInputError(f"{path}: design file not found (expected NSD's nsd_expdesign.mat)")
     try:
         mat = scipy.io.loadmat(path)
-    except FileNotFoundError:
-        raise NSDInputError(f"{path}: design file not found (expected NSD's nsd_expdesign.mat)") from None
     except Exception as exc:  # scipy raises several types for corrupt files
         raise NSDInputError(f"{path}: not a readable MATLAB file ({exc})") from exc
     missing = [key for key in EXPDESIGN_KEYS if key not in mat]
@@ -145,8 +145,8 @@ def select_sessions(in_responses, on_disk, requested="all", missing="error", whe
     where : str
         Folder named in error messages.
     """
-    in_responses, on_disk = sorted(set(in_responses)), set(on_disk)
-    wanted = in_responses if requested == "all" else sorted(set(requested))
+    in_responses, on_disk = sorted({int(s) for s in in_responses}), {int(s) for s in on_disk}
+    wanted = in_responses if requested == "all" else sorted({int(s) for s in requested})
     unknown = [s for s in wanted if s not in in_responses]
     if unknown:
         raise NSDInputError(f"sessions {unknown} requested but absent from responses.tsv (has {in_responses})")
