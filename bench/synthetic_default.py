@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,23 +28,12 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
 
 from brainldm.config import validate_config  # noqa: E402
 from brainldm.synthetic import SyntheticDesign, build_anatomy, build_stimuli, build_subject  # noqa: E402
 from brainldm.synthetic.presets import build_model  # noqa: E402
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        pass
-    import torch
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "gpu": None}
+from machine import describe  # noqa: E402
 
 
 def timed(fn, repeats: int) -> list[float]:
@@ -88,7 +74,7 @@ def main() -> None:
     synthetic = config["synthetic"]
     design = SyntheticDesign.from_config(synthetic)
     subject = config["subjects"][0]
-    results = {"machine": machine(), "config": "config.yaml (the demo default)", "repeats": args.repeats}
+    results = {"machine": describe(), "config": "config.yaml (the demo default)", "repeats": args.repeats}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         labels = tmp / "anatomy.nii.gz"
@@ -128,7 +114,7 @@ def main() -> None:
         "# Building the embedded default",
         "",
         f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, CPU only, "
-        f"torch {results['machine']['torch']}. Medians of {args.repeats} runs (anatomy and sd14: 1 run).",
+        f"torch {results['machine'].get('torch')}. Medians of {args.repeats} runs (anatomy and sd14: 1 run).",
         f"Command: `.venv/bin/python bench/synthetic_default.py`",
         "",
         "| step | median s |",

@@ -185,21 +185,13 @@ def test_roi_of_another_shape(tree_copy, extracted, small_config, tmp_path):
     _assert_no_output(tmp_path)
 
 
-def test_truncated_hdf5(tree_copy, extracted, small_config, tmp_path):
-    path = layout.betas(tree_copy, extracted["subject"], 2, "hdf5")
+@pytest.mark.parametrize("fmt", ["hdf5", "nii.gz"])
+def test_truncated_betas_file(tree_copy, extracted, small_config, tmp_path, fmt):
+    path = layout.betas(tree_copy, extracted["subject"], 2, fmt)
     data = open(path, "rb").read()
     open(path, "wb").write(data[: len(data) // 2])
-    with pytest.raises(NSDInputError, match=f"{path}: unreadable betas file"):
-        _run(tree_copy, extracted, small_config, tmp_path, betas_format="hdf5")
-    _assert_no_output(tmp_path)
-
-
-def test_truncated_nifti(tree_copy, extracted, small_config, tmp_path):
-    path = layout.betas(tree_copy, extracted["subject"], 2, "nii.gz")
-    data = open(path, "rb").read()
-    open(path, "wb").write(data[: len(data) // 2])
-    with pytest.raises(NSDInputError, match=f"{path}: "):
-        _run(tree_copy, extracted, small_config, tmp_path, betas_format="nii.gz")
+    with pytest.raises(NSDInputError, match=f"{path}: (unreadable betas file|read failed)"):
+        _run(tree_copy, extracted, small_config, tmp_path, betas_format=fmt)
     _assert_no_output(tmp_path)
 
 

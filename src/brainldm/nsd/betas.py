@@ -186,13 +186,19 @@ def read_session(path, voxel_index: np.ndarray, volume_shape, block_bytes: int =
     return out
 
 
-def zscore_columns(x: np.ndarray) -> np.ndarray:
-    """Z-score each column in place; constant columns (dead voxels) become 0, never NaN."""
-    mean = x.mean(axis=0, dtype=np.float64)
-    sd = x.std(axis=0, dtype=np.float64)
-    x -= mean.astype(x.dtype)
-    np.divide(x, sd.astype(x.dtype), out=x, where=sd > 0)
-    x[:, sd == 0] = 0
+def zscore_columns(x: np.ndarray, block: int = 8192) -> np.ndarray:
+    """Z-score each column in place; constant columns (dead voxels) become 0, never NaN.
+
+    Columns are processed in blocks so that temporaries stay small (a whole-brain
+    session is ~1 GB of float32; a float64 copy of it would double that).
+    """
+    for start in range(0, x.shape[1], block):
+        cols = x[:, start:start + block]
+        mean = cols.mean(axis=0, dtype=np.float64)
+        sd = cols.std(axis=0, dtype=np.float64)
+        cols -= mean.astype(x.dtype)
+        np.divide(cols, sd.astype(x.dtype), out=cols, where=sd > 0)
+        cols[:, sd == 0] = 0
     return x
 
 

@@ -1,0 +1,37 @@
+"""Stable Diffusion: loading, per-image features (z, c, zc, U-Net activations).
+
+``brainldm.ldm.names`` is imported by the Snakefile at DAG time and must not
+import torch; the heavy modules are therefore loaded lazily on first use of
+their names here.
+"""
+
+from __future__ import annotations
+
+from .names import FEATURE_DEFAULTS, feature_names, feature_specs, with_defaults
+
+__all__ = [
+    "FEATURE_DEFAULTS",
+    "feature_names",
+    "feature_specs",
+    "with_defaults",
+    "resolve_device",
+    "load_model",
+    "extract_features",
+    "FeatureExtractor",
+]
+
+_LAZY = {
+    "resolve_device": "load",
+    "load_model": "load",
+    "extract_features": "features",
+    "FeatureExtractor": "features",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

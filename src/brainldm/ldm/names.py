@@ -1,0 +1,224 @@
+"""Names and bookkeeping of the Stable Diffusion features, without torch or diffusers.
+
+The Snakefile imports this module when it builds the DAG (one output file per
+feature), so it must stay importable in a fraction of a second: no torch, no
+diffusers, no model access. Everything that needs the model (block names that
+exist, shapes) is checked in :mod:`brainldm.ldm.features`.
+
+Feature names
+-------------
+Stable, filesystem-safe (``[A-Za-z0-9_.-]``) and derived only from the
+configuration, in this order:
+
+* ``z`` -- VAE latent of the image;
+* ``c`` -- text-encoder ``last_hidden_state`` averaged over the image's captions;
+* ``zc_s{strength}_t{stage}`` -- img2img latent at noise level ``strength``
+  after the fraction ``stage`` of its denoising steps, one per strength (in
+  config order) and stage (in config order), e.g. ``zc_s0.8_t0.2``,
+  ``zc_s0.8_t1`` (the final latent);
+* ``unet_{block}_t{stage}`` -- output of the U-Net block ``block`` (a
+  top-level block such as ``down_blocks.1``, ``mid_block``, ``up_blocks.2``)
+  during the denoising step of ``stage`` of the img2img run at
+  ``unet_strength``, e.g. ``unet_down_blocks.1_t0.66``. The strength is not
+  part of the name (there is one such run); it is in the file's attributes.
+
+Numbers are written with ``format_number``: the shortest ``%g`` form that
+reads back as the same float (``0.8``, ``0.66``, ``1``).
+
+Stages
+------
+With ``n`` denoising steps (``int(num_inference_steps * strength)``, as
+diffusers computes it: 50 steps at strength 0.8 are 40, never
+``int(50 * (1 - 0.8))``), stage fraction ``f`` is the latent after the
+1-based step ``k = ceil(f * n)``; stage 1 is the final latent. U-Net
+activations of stage ``f`` are those of the U-Net call of that same step
+``k`` (the call at timestep ``scheduler.timesteps`` of step ``k``, whose noise
+prediction produces that latent).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = [
+    "FEATURE_DEFAULTS",
+    "FeatureSpec",
+    "with_defaults",
+    "format_number",
+    "denoising_steps",
+    "stage_step",
+    "img2img_strengths",
+    "feature_specs",
+    "feature_names",
+]
+
+#: Defaults of ``config["features"]`` (the paper's values where it states one).
+FEATURE_DEFAULTS: dict = {
+    "device": "auto",  # auto: cuda + float16 when available, else cpu + float32
+    "image_size": 320,  # paper: 320 px -> 4 x 40 x 40 latent
+    "z_mode": "mean",  # mean (posterior mean) | sample (seeded per image)
+    "batch_size": 8,
+    "shard_size": 64,
+    "seed": 0,
+    "num_inference_steps": 50,
+    "guidance_scale": 5.0,
+    "eta": 0.0,
+    "strengths": [0.8],
+    "stages": [0.2, 0.66, 1.0],
+    "unet_strength": 0.8,
+    "unet_blocks": ["down_blocks.1", "down_blocks.2", "mid_block", "up_blocks.1", "up_blocks.2"],
+}
+
+_SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One feature: its file name and what it is.
+
+    ``kind`` is ``"z"``, ``"c"``, ``"zc"`` or ``"unet"``; ``strength`` and
+    ``stage`` are set for ``zc`` and ``unet``, ``block`` for ``unet``.
+    """
+
+    name: str
+    kind: str
+    strength: float | None = None
+    stage: float | None = None
+    block: str | None = None
+
+
+def _fraction_list(config: Mapping, key: str) -> list[float]:
+    values = config[key]
+    if isinstance(values, (int, float)) and not isinstance(values, bool):
+        values = [values]
+    if not isinstance(values, (list, tuple)):
+        raise ValueError(f"features.{key} must be a list of numbers in (0, 1], got {values!r}")
+    out = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < float(value) <= 1:
+            raise ValueError(f"features.{key}: {value!r} is not a number in (0, 1]")
+        out.append(float(value))
+    if len(set(out)) != len(out):
+        raise ValueError(f"features.{key} has duplicates: {values!r}")
+    return out
+
+
+def with_defaults(config: Mapping | None) -> dict:
+    """Return ``config`` (``config["features"]``) completed with :data:`FEATURE_DEFAULTS`, checked.
+
+    Raises
+    ------
+    ValueError
+        An unknown key, or a value of the wrong type or range; the message names the key.
+    """
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(FEATURE_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown features keys {unknown}; known: {sorted(FEATURE_DEFAULTS)}")
+    out = copy.deepcopy(FEATURE_DEFAULTS)
+    out.update(copy.deepcopy(config))
+    for key in ("image_size", "batch_size", "shard_size", "num_inference_steps"):
+        value = out[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"features.{key} must be a positive integer, got {value!r}")
+    if isinstance(out["seed"], bool) or not isinstance(out["seed"], int):
+        raise ValueError(f"features.seed must be an integer, got {out['seed']!r}")
+    for key in ("guidance_scale", "eta"):
+        value = out[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"features.{key} must be a number >= 0, got {value!r}")
+        out[key] = float(value)
+    if out["z_mode"] not in ("mean", "sample"):
+        raise ValueError(f"features.z_mode must be 'mean' or 'sample', got {out['z_mode']!r}")
+    if not isinstance(out["device"], str) or not out["device"]:
+        raise ValueError(f"features.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {out['device']!r}")
+    out["strengths"] = _fraction_list(out, "strengths")
+    out["stages"] = _fraction_list(out, "stages")
+    unet_strength = out["unet_strength"]
+    if isinstance(unet_strength, bool) or not isinstance(unet_strength, (int, float)) or not 0 < unet_strength <= 1:
+        raise ValueError(f"features.unet_strength: {unet_strength!r} is not a number in (0, 1]")
+    out["unet_strength"] = float(unet_strength)
+    blocks = out["unet_blocks"]
+    if isinstance(blocks, str) or not isinstance(blocks, (list, tuple)):
+        raise ValueError(f"features.unet_blocks must be a list of block names, got {blocks!r}")
+    for block in blocks:
+        if not isinstance(block, str) or not _SAFE.match(block):
+            raise ValueError(f"features.unet_blocks: {block!r} is not a block name such as 'down_blocks.1'")
+    if len(set(blocks)) != len(blocks):
+        raise ValueError(f"features.unet_blocks has duplicates: {blocks!r}")
+    out["unet_blocks"] = list(blocks)
+    for strength in img2img_strengths(out):
+        denoising_steps(out["num_inference_steps"], strength)  # raises if no step is left
+    return out
+
+
+def format_number(value: float) -> str:
+    """Shortest ``%g`` form of ``value`` that reads back as the same float (``0.8``, ``1``)."""
+    value = float(value)
+    for digits in range(6, 18):
+        text = f"{value:.{digits}g}"
+        if float(text) == value:
+            return text
+    return repr(value)  # pragma: no cover - %.17g always round-trips
+
+
+def denoising_steps(num_inference_steps: int, strength: float) -> int:
+    """Number of img2img denoising steps, as diffusers computes it: ``min(int(n * s), n)``.
+
+    Raises
+    ------
+    ValueError
+        If no step is left (``n * s < 1``).
+    """
+    n = min(int(num_inference_steps * strength), num_inference_steps)
+    if n < 1:
+        raise ValueError(
+            f"strength {strength} with num_inference_steps {num_inference_steps} leaves no denoising step"
+        )
+    return n
+
+
+def stage_step(stage: float, n_denoise: int) -> int:
+    """1-based denoising step of stage fraction ``stage``: ``ceil(stage * n_denoise)``.
+
+    The product is rounded to 9 decimals first, so that ``0.35 * 20``
+    (``7.000000000000001`` in floating point) gives step 7, not 8.
+    """
+    if not 0 < stage <= 1:
+        raise ValueError(f"stage {stage} is not in (0, 1]")
+    return max(1, min(n_denoise, math.ceil(round(stage * n_denoise, 9))))
+
+
+def img2img_strengths(config: Mapping) -> list[float]:
+    """Strengths of the img2img runs needed: ``strengths``, plus ``unet_strength`` if U-Net blocks are asked."""
+    strengths = [float(s) for s in config["strengths"]]
+    if config["unet_blocks"] and float(config["unet_strength"]) not in strengths:
+        strengths.append(float(config["unet_strength"]))
+    return strengths
+
+
+def feature_specs(config: Mapping | None) -> list[FeatureSpec]:
+    """All features of ``config`` (``config["features"]``, defaults filled in), in a stable order."""
+    config = with_defaults(config)
+    specs = [FeatureSpec("z", "z"), FeatureSpec("c", "c")]
+    for strength in config["strengths"]:
+        for stage in config["stages"]:
+            name = f"zc_s{format_number(strength)}_t{format_number(stage)}"
+            specs.append(FeatureSpec(name, "zc", strength=strength, stage=stage))
+    for block in config["unet_blocks"]:
+        for stage in config["stages"]:
+            name = f"unet_{block}_t{format_number(stage)}"
+            specs.append(FeatureSpec(name, "unet", strength=config["unet_strength"], stage=stage, block=block))
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):  # pragma: no cover - duplicates are refused above
+        raise ValueError(f"feature names collide: {names}")
+    return specs
+
+
+def feature_names(config: Mapping | None) -> list[str]:
+    """File-safe names of all features of ``config`` (see the module docstring), stable order."""
+    return [spec.name for spec in feature_specs(config)]
