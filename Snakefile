@@ -14,11 +14,14 @@ include: "rules/common.smk"
 wildcard_constraints:
     subject="|".join(layout.NSD_SUBJECTS),
     preset="|".join(MODEL_PRESETS),
+    target="|".join(DECODING_TARGETS),
 
 
 include: "rules/synthetic.smk"
 include: "rules/models.smk"
 include: "rules/ingestion.smk"
+include: "rules/features.smk"
+include: "rules/decoding.smk"
 
 
 rule all:

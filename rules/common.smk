@@ -3,6 +3,7 @@ import os
 
 from brainldm.config import validate_config
 from brainldm.nsd import layout
+from brainldm.ldm.names import feature_names
 from brainldm.nsd.betas import roi_path, sessions_on_disk
 from brainldm.synthetic.nsd_tree import SyntheticDesign
 
@@ -11,6 +12,7 @@ SYNTHETIC_NSD = "resources/synthetic_nsd"
 SYNTHETIC_TRUTH = "resources/synthetic_nsd_truth"
 MODELS = "resources/models"
 MODEL_PRESETS = ("tiny", "sd14")
+MODEL_BUILT = [f"{MODELS}/{preset}" for preset in MODEL_PRESETS]
 
 config.update(
     validate_config(
@@ -18,13 +20,15 @@ config.update(
         base_dir=os.getcwd(),
         built_by_workflow={
             "nsd_root": [SYNTHETIC_NSD],
-            "model": [f"{MODELS}/{preset}" for preset in MODEL_PRESETS],
+            "model": MODEL_BUILT,
         },
     )
 )
 NSD_ROOT = os.path.normpath(config["nsd_root"])
 MODEL = os.path.normpath(config["model"]) if os.path.exists(config["model"]) else config["model"]
 SUBJECTS = config["subjects"]
+FEATURE_NAMES = feature_names(config["features"])
+DECODING_TARGETS = config["decoding"]["targets"]
 USES_SYNTHETIC_NSD = NSD_ROOT == SYNTHETIC_NSD
 
 
@@ -59,15 +63,33 @@ def nsd_inputs():
     }
 
 
+def model_input():
+    """The model folder as an input when it is local (built here or on disk); nothing for a hub id."""
+    return [MODEL] if MODEL in MODEL_BUILT or os.path.isdir(MODEL) else []
+
+
+def model_location(wildcards, input):
+    """The model to load: the local input folder, or the hub id."""
+    local = input.model
+    if isinstance(local, str):
+        return local
+    return local[0] if len(local) else MODEL
+
+
+def feature_files():
+    return [f"results/features/{name}.h5" for name in FEATURE_NAMES]
+
+
 def all_targets():
     """Targets of the default run: every stage that exists, for the configured subjects."""
     targets = [*trials_tables(), "results/stimuli/stimuli.h5"]
-    targets += [f for subject in SUBJECTS for f in roi_betas(subject)]
+    for subject in SUBJECTS:
+        targets += roi_betas(subject)
+        targets += [f"results/{subject}/features_pca/{name}.h5" for name in FEATURE_NAMES]
+        targets += [f"results/{subject}/decoding/{target}.h5" for target in DECODING_TARGETS]
+        targets.append(f"results/{subject}/reconstruction/contact_sheet.png")
     if USES_SYNTHETIC_NSD:
         targets += [f"{SYNTHETIC_TRUTH}/{subject}.h5" for subject in SUBJECTS]
-    targets += [
-        f"{MODELS}/{preset}" for preset in MODEL_PRESETS if MODEL == f"{MODELS}/{preset}"
-    ]
     return targets
 
 

@@ -38,6 +38,9 @@ def test_default_config_is_valid_and_defaults_are_filled(config):
         (lambda c: c.update(model="./no/such/model"), "model", "./no/such/model"),
         (lambda c: c.update(unknown_key=1), "unknown_key", "not known"),
         (lambda c: c["synthetic"].update(voxel_downsample=[2, 2]), "synthetic.voxel_downsample", "[2, 2]"),
+        (lambda c: c.update(decoding={"targets": {"z": "early", "c": "nowhere"}}), "decoding.targets.c", "nowhere"),
+        (lambda c: c.update(decoding={"targets": {"z": "early"}}), "decoding.targets", "'c'"),
+        (lambda c: c.update(ingestion={"missing_sessions": "ignore"}), "ingestion.missing_sessions", "ignore"),
     ],
 )
 def test_bad_config_names_the_key(config, change, key, found):

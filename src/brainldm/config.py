@@ -84,6 +84,18 @@ def _check_paths(config: dict, base_dir: str, built_by_workflow: dict[str, Itera
         )
 
 
+def _check_references(config: dict) -> None:
+    """Keys that name other parts of the configuration must name existing ones."""
+    for target, roi in config["decoding"]["targets"].items():
+        if roi not in config["rois"]:
+            raise ConfigError(f"config key 'decoding.targets.{target}': ROI {roi!r} is not defined in 'rois' "
+                              f"(defined: {sorted(config['rois'])})")
+    for needed in ("z", "c"):
+        if needed not in config["decoding"]["targets"]:
+            raise ConfigError(f"config key 'decoding.targets' must decode {needed!r} (reconstruction needs z and c), "
+                              f"found {sorted(config['decoding']['targets'])}")
+
+
 def validate_config(config: dict, base_dir: str = ".", built_by_workflow: dict | None = None) -> dict:
     """Validate a configuration and return a copy with the schema's defaults filled in.
 
@@ -116,6 +128,7 @@ def validate_config(config: dict, base_dir: str = ".", built_by_workflow: dict |
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(_describe(e) for e in errors))
     _check_paths(validated, base_dir, built_by_workflow or {})
+    _check_references(validated)
     from .synthetic.nsd_tree import SyntheticDesign
 
     try:

@@ -141,3 +141,9 @@ def reduce_feature(feature_path, trials_path, out_path, n_components: int) -> No
         out.attrs["source_attrs"] = json.dumps({k: str(v) for k, v in attrs.items()}, sort_keys=True)
     log.info("%s: PCA %d -> %d components on %d training images (%.1f%% variance), %d test images",
              feature_path, train.shape[1], len(pca.components), len(train), 100 * ratio.sum(), len(test))
+
+
+def reduce_features(feature_paths: dict, trials_path, out_paths: dict, n_components: int) -> None:
+    """:func:`reduce_feature` for every feature of one subject (``feature name -> path`` mappings)."""
+    for name, path in feature_paths.items():
+        reduce_feature(path, trials_path, out_paths[name], n_components)

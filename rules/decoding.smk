@@ -1,0 +1,55 @@
+# Decoders from ROI betas to z and c, and the images reconstructed from them.
+
+
+rule decode_latent:
+    input:
+        betas=lambda wildcards: f"results/{wildcards.subject}/betas/{DECODING_TARGETS[wildcards.target]}.h5",
+        feature="results/features/{target}.h5",
+    output:
+        "results/{subject}/decoding/{target}.h5",
+    params:
+        decoding=config["decoding"],
+        roi=lambda wildcards: DECODING_TARGETS[wildcards.target],
+    log:
+        "logs/decoding/decode_latent/{subject}_{target}.log",
+    benchmark:
+        "benchmarks/decoding/decode_latent/{subject}_{target}.tsv"
+    resources:
+        mem_mb=16000,
+        runtime=240,
+    conda:
+        "../envs/cpu.yaml"
+    script:
+        "../workflow_scripts/decode_latent.py"
+
+
+rule reconstruct_images:
+    input:
+        z="results/{subject}/decoding/z.h5",
+        c="results/{subject}/decoding/c.h5",
+        stimuli="results/stimuli/stimuli.h5",
+        model=model_input(),
+    output:
+        images=directory("results/{subject}/reconstruction/images"),
+        latents="results/{subject}/reconstruction/latents.h5",
+        sheet=report(
+            "results/{subject}/reconstruction/contact_sheet.png",
+            caption="../report/contact_sheet.rst",
+            category="Reconstruction",
+            subcategory="{subject}",
+        ),
+    params:
+        model=model_location,
+        settings=config["reconstruction"],
+        shard_dir=lambda wildcards, output: os.path.join(os.path.dirname(output.latents), "shards"),
+    log:
+        "logs/decoding/reconstruct_images/{subject}.log",
+    benchmark:
+        "benchmarks/decoding/reconstruct_images/{subject}.tsv"
+    resources:
+        mem_mb=16000,
+        runtime=720,
+    conda:
+        "../envs/gpu.yaml"
+    script:
+        "../workflow_scripts/reconstruct_images.py"

@@ -1,0 +1,47 @@
+# Stable Diffusion features per image, and their PCA per subject.
+
+
+rule extract_features:
+    input:
+        stimuli="results/stimuli/stimuli.h5",
+        model=model_input(),
+    output:
+        feature_files(),
+    params:
+        model=model_location,
+        names=FEATURE_NAMES,
+        features=config["features"],
+        shard_dir=lambda wildcards, output: os.path.join(os.path.dirname(output[0]), "shards"),
+    log:
+        "logs/features/extract_features.log",
+    benchmark:
+        "benchmarks/features/extract_features.tsv"
+    resources:
+        mem_mb=16000,
+        runtime=720,
+    conda:
+        "../envs/gpu.yaml"
+    script:
+        "../workflow_scripts/extract_features.py"
+
+
+rule reduce_features:
+    input:
+        features=feature_files(),
+        trials="results/{subject}/trials.tsv",
+    output:
+        [f"results/{{subject}}/features_pca/{name}.h5" for name in FEATURE_NAMES],
+    params:
+        names=FEATURE_NAMES,
+        n_components=config["pca"]["n_components"],
+    log:
+        "logs/features/reduce_features/{subject}.log",
+    benchmark:
+        "benchmarks/features/reduce_features/{subject}.tsv"
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    conda:
+        "../envs/cpu.yaml"
+    script:
+        "../workflow_scripts/reduce_features.py"

@@ -1,0 +1,78 @@
+"""Decoders: ridge regressions from an ROI's betas to a latent (paper section 3.3).
+
+Trained on single trials, evaluated on the test images' repetition averages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import h5py
+import numpy as np
+
+from .io import atomic_path
+from .ridge import RowsOf, columnwise_correlation, fit_predict
+
+log = logging.getLogger(__name__)
+
+
+def feature_rows(feature_ids: np.ndarray, wanted: np.ndarray, path) -> np.ndarray:
+    """Row of each wanted 0-based 73k id in a feature file (sorted ``nsd_ids``)."""
+    rows = np.clip(np.searchsorted(feature_ids, wanted), 0, len(feature_ids) - 1)
+    missing = np.unique(wanted[feature_ids[rows] != wanted])
+    if len(missing):
+        raise ValueError(f"{path}: no features for 73k ids {missing[:10].tolist()} ({len(missing)} in all)")
+    return rows
+
+
+def decode(betas_path, feature_path, out_path, decoding: dict, subject: str, roi: str, target: str) -> None:
+    """Fit the decoder of one target from one ROI and write its test predictions.
+
+    Parameters
+    ----------
+    betas_path : path
+        ROI betas from ingestion (``train/betas``, ``test/betas``, ids).
+    feature_path : path
+        The target feature (``features`` (n_images, d), sorted ``nsd_ids``, attr ``shape``).
+    out_path : path
+        Output HDF5: ``predictions`` (n_test, d), ``nsd_ids``, ``best_alphas``,
+        ``alpha_at_edge``, ``cv_scores``, ``corr_per_image``, ``corr_per_dimension``.
+    decoding : dict
+        ``alphas``, ``cv``, ``backend``, ``n_targets_batch``.
+    subject, roi, target : str
+        Recorded in the output.
+    """
+    with h5py.File(betas_path, "r") as h5:
+        x_train, x_test = h5["train/betas"][()], h5["test/betas"][()]
+        train_ids, test_ids = h5["train/nsd_ids"][()], h5["test/nsd_ids"][()]
+    if x_train.shape[1] == 0:
+        raise ValueError(f"{betas_path}: ROI {roi!r} has no voxels")
+    with h5py.File(feature_path, "r") as h5:
+        feature_ids = h5["nsd_ids"][()]
+        data = h5["features"]
+        shape = tuple(h5.attrs.get("shape", (data.shape[1],)))
+        y_train = RowsOf(data, feature_rows(feature_ids, train_ids, feature_path))
+        test_rows = feature_rows(feature_ids, test_ids, feature_path)
+        y_test = np.asarray(data[test_rows], np.float32)  # ids sorted and unique: increasing rows
+        log.info("%s %s -> %s: %d train trials x %d voxels -> %d dims; %d test images",
+                 subject, roi, target, len(x_train), x_train.shape[1], data.shape[1], len(x_test))
+        fit = fit_predict(x_train, y_train, x_test, decoding["alphas"], cv=decoding["cv"],
+                          backend=decoding["backend"], n_targets_batch=decoding["n_targets_batch"])
+    per_image = columnwise_correlation(fit.predictions, y_test, axis=1)
+    per_dim = columnwise_correlation(fit.predictions, y_test, axis=0)
+    log.info("%s %s: median test r per image %.3f, per dimension %.3f; %.1f%% of alphas at the grid's edge",
+             subject, target, np.median(per_image), np.median(per_dim), 100 * fit.alpha_at_edge.mean())
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
+        out.create_dataset("predictions", data=fit.predictions, track_times=False)
+        out.create_dataset("nsd_ids", data=test_ids, track_times=False)
+        out.create_dataset("best_alphas", data=fit.best_alphas, track_times=False)
+        out.create_dataset("alpha_at_edge", data=fit.alpha_at_edge, track_times=False)
+        out.create_dataset("cv_scores", data=fit.cv_scores, track_times=False)
+        out.create_dataset("corr_per_image", data=per_image, track_times=False)
+        out.create_dataset("corr_per_dimension", data=per_dim, track_times=False)
+        out.attrs.update({
+            "subject": subject, "roi": roi, "target": target, "shape": shape,
+            "decoding": json.dumps(decoding, sort_keys=True), "alphas": np.asarray(decoding["alphas"], float),
+            "nsd_ids": "0-based 73k ids of the test images",
+        })

@@ -1,0 +1,259 @@
+"""Images from decoded latents: Xz, Xc and Xzc (paper section 3.3, Figures 1, 3, 4).
+
+* Xz: the predicted z decoded by the VAE (``image_size`` = 8 x the latent side),
+  resized to ``output_size``; deterministic, so one image per test image.
+* Xc: text-to-image from noise with the predicted c as the condition.
+* Xzc: img2img from Xz (encoded again) with the predicted c: DDIM, strength,
+  eta and guidance as configured (CompVis defaults: 50 steps, 0.8, 0.0, 5.0),
+  the empty-prompt embedding as the unconditional branch.
+
+Xc and Xzc have ``n_samples`` samples, each seeded by (seed, method, subject,
+73k id, sample), so results do not depend on batch size or shard layout. The
+pipelines are the diffusers classes a user with SD 1.4 runs, with the same
+arguments: only the weights differ.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from PIL import Image
+
+from ..io import atomic_path
+from ..seeds import derive_seed
+
+log = logging.getLogger(__name__)
+
+METHODS = ("Xz", "Xc", "Xzc")
+
+
+def image_name(method: str, nsd_id: int, sample: int) -> str:
+    """File name of one reconstruction (PNG)."""
+    return f"{method}/{int(nsd_id):05d}_{sample}.png" if method != "Xz" else f"Xz/{int(nsd_id):05d}.png"
+
+
+def _to_pil(batch: torch.Tensor) -> list[Image.Image]:
+    """Images in [-1, 1], (B, 3, H, W) -> PIL."""
+    array = ((batch.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(a) for a in array]
+
+
+def _generators(seed: int, method: str, subject: str, nsd_ids, samples) -> list[torch.Generator]:
+    return [torch.Generator("cpu").manual_seed(derive_seed(seed, method, subject, int(i), int(k)))
+            for i, k in zip(nsd_ids, samples)]
+
+
+class Reconstructor:
+    """Xz, Xc and Xzc for batches of decoded latents with one loaded pipeline.
+
+    Parameters
+    ----------
+    pipe : diffusers.StableDiffusionImg2ImgPipeline
+        From :func:`brainldm.ldm.load.load_model`.
+    settings : dict
+        ``config["reconstruction"]``: ``output_size``, ``num_inference_steps``,
+        ``strength``, ``guidance_scale``, ``eta``, ``n_samples``, ``seed``.
+    """
+
+    def __init__(self, pipe, settings: dict):
+        from diffusers import StableDiffusionPipeline
+
+        self.img2img = pipe
+        self.txt2img = StableDiffusionPipeline.from_pipe(pipe)
+        for p in (self.img2img, self.txt2img):
+            p.set_progress_bar_config(disable=True)
+        self.settings = settings
+        self.device, self.dtype = pipe.device, pipe.unet.dtype
+        tokenizer = pipe.tokenizer
+        tokens = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length,
+                           truncation=True, return_tensors="pt")
+        with torch.no_grad():
+            self.empty = pipe.text_encoder(tokens.input_ids.to(self.device)).last_hidden_state
+
+    def _common(self) -> dict:
+        s = self.settings
+        return {"num_inference_steps": s["num_inference_steps"], "guidance_scale": s["guidance_scale"],
+                "eta": s["eta"]}
+
+    @torch.no_grad()
+    def decode_z(self, z: torch.Tensor) -> list[Image.Image]:
+        """Xz: VAE decode of predicted (scaled) latents, resized to ``output_size``."""
+        vae = self.img2img.vae
+        pixels = vae.decode(z.to(self.device, self.dtype) / vae.config.scaling_factor).sample
+        size = self.settings["output_size"]
+        return [im.resize((size, size), Image.Resampling.LANCZOS) for im in _to_pil(pixels)]
+
+    @torch.no_grad()
+    def text_to_image(self, c: torch.Tensor, generators) -> tuple[list[Image.Image], torch.Tensor]:
+        """Xc: images and final latents from noise, conditioned on predicted c."""
+        size = self.settings["output_size"]
+        c = c.to(self.device, self.dtype)
+        latents = self.txt2img(prompt_embeds=c, negative_prompt_embeds=self.empty.expand_as(c),
+                               height=size, width=size, generator=generators, output_type="latent",
+                               **self._common()).images
+        return self._decode_latents(latents), latents
+
+    @torch.no_grad()
+    def image_to_image(self, images: list[Image.Image], c: torch.Tensor, generators) -> tuple[list[Image.Image], torch.Tensor]:
+        """Xzc: img2img from Xz with predicted c."""
+        c = c.to(self.device, self.dtype)
+        latents = self.img2img(image=images, prompt_embeds=c, negative_prompt_embeds=self.empty.expand_as(c),
+                               strength=self.settings["strength"], generator=generators, output_type="latent",
+                               **self._common()).images
+        return self._decode_latents(latents), latents
+
+    def _decode_latents(self, latents: torch.Tensor) -> list[Image.Image]:
+        vae = self.img2img.vae
+        return _to_pil(vae.decode(latents / vae.config.scaling_factor).sample)
+
+
+def _read_prediction(path) -> tuple[np.ndarray, np.ndarray, tuple]:
+    with h5py.File(path, "r") as h5:
+        return h5["predictions"][()], h5["nsd_ids"][()], tuple(int(n) for n in h5.attrs["shape"])
+
+
+def _shard_done(path: Path, ids: np.ndarray) -> bool:
+    try:
+        with h5py.File(path, "r") as h5:
+            return bool(h5.attrs.get("complete", False)) and np.array_equal(h5["nsd_ids"][()], ids)
+    except (OSError, KeyError):
+        return False
+
+
+def reconstruct(model, z_path, c_path, image_dir, latents_path, shard_dir, settings: dict, subject: str,
+                stimuli_path=None, sheet_path=None) -> None:
+    """Reconstruct every test image of a subject from its decoded z and c.
+
+    Test images are processed in shards of ``settings["shard_size"]``; each
+    shard's PNGs and latents are written before the shard is marked complete,
+    so a killed job resumes at the first incomplete shard. A shard holds its
+    PNGs too; they are written into ``image_dir`` once every shard is done.
+
+    Parameters
+    ----------
+    model : str
+        Diffusers folder or hub id.
+    z_path, c_path : path
+        Decoder outputs (``predictions``, ``nsd_ids``, attr ``shape``).
+    image_dir : path
+        Output folder of PNGs: ``Xz/<id>.png``, ``Xc/<id>_<sample>.png``, ``Xzc/<id>_<sample>.png``.
+    latents_path : path
+        Output HDF5 of the final latents (``Xc``, ``Xzc``: (n_images, n_samples, ...)) and ``nsd_ids``.
+    shard_dir : path
+        Folder of per-shard files (kept between attempts).
+    settings : dict
+        ``config["reconstruction"]``.
+    subject : str
+        Seeds the samples.
+    stimuli_path, sheet_path : path, optional
+        The stimuli HDF5 and the contact sheet PNG to write (original | Xz | Xc | Xzc).
+    """
+    from .load import load_model
+
+    z, z_ids, z_shape = _read_prediction(z_path)
+    c, c_ids, c_shape = _read_prediction(c_path)
+    if not np.array_equal(z_ids, c_ids):
+        raise ValueError(f"{z_path} and {c_path} predict different test images")
+    pipe = load_model(model, settings["device"])
+    expected_z = (pipe.vae.config.latent_channels,)
+    if z_shape[:1] != expected_z or len(z_shape) != 3:
+        raise ValueError(f"{z_path}: z of shape {z_shape} does not fit the VAE ({expected_z[0]} latent channels)")
+    recon = Reconstructor(pipe, settings)
+    n_samples, batch = settings["n_samples"], settings["batch_size"]
+    image_dir, shard_dir = Path(image_dir), Path(shard_dir)
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    shard_size = settings["shard_size"]
+    shards = []
+    for number, start in enumerate(range(0, len(z_ids), shard_size)):
+        rows = np.arange(start, min(start + shard_size, len(z_ids)))
+        path = shard_dir / f"shard_{number:05d}.h5"
+        shards.append(path)
+        if _shard_done(path, z_ids[rows]):
+            log.info("shard %d: complete, skipped", number)
+            continue
+        began = time.perf_counter()
+        xc_latents, xzc_latents, pngs = [], [], {}
+        for b in range(0, len(rows), batch):
+            chunk = rows[b:b + batch]
+            ids = z_ids[chunk]
+            zt = torch.from_numpy(z[chunk].reshape((-1,) + z_shape))
+            ct = torch.from_numpy(c[chunk].reshape((-1,) + c_shape))
+            xz = recon.decode_z(zt)
+            for im, i in zip(xz, ids):
+                pngs[image_name("Xz", i, 0)] = _png_bytes(im)
+            rep_ids = np.repeat(ids, n_samples)
+            samples = np.tile(np.arange(n_samples), len(ids))
+            c_rep = ct.repeat_interleave(n_samples, dim=0)
+            xc, lat_c = recon.text_to_image(c_rep, _generators(settings["seed"], "Xc", subject, rep_ids, samples))
+            xz_rep = [im for im in xz for _ in range(n_samples)]
+            xzc, lat_zc = recon.image_to_image(xz_rep, c_rep,
+                                               _generators(settings["seed"], "Xzc", subject, rep_ids, samples))
+            for method, images in (("Xc", xc), ("Xzc", xzc)):
+                for im, i, k in zip(images, rep_ids, samples):
+                    pngs[image_name(method, i, k)] = _png_bytes(im)
+            xc_latents.append(lat_c.float().cpu().numpy().reshape((len(ids), n_samples) + lat_c.shape[1:]))
+            xzc_latents.append(lat_zc.float().cpu().numpy().reshape((len(ids), n_samples) + lat_zc.shape[1:]))
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+            h5.create_dataset("nsd_ids", data=z_ids[rows], track_times=False)
+            h5.create_dataset("Xc", data=np.concatenate(xc_latents), track_times=False)
+            h5.create_dataset("Xzc", data=np.concatenate(xzc_latents), track_times=False)
+            for name, data in pngs.items():
+                h5.create_dataset(f"png/{name}", data=np.void(data), track_times=False)
+            h5.attrs["complete"] = True
+        rate = len(rows) / (time.perf_counter() - began)
+        log.info("shard %d/%d: %d test images (%.2f images/s)", number + 1, -(-len(z_ids) // shard_size), len(rows), rate)
+    with atomic_path(latents_path) as tmp, h5py.File(tmp, "w") as out:
+        parts = [h5py.File(p, "r") for p in shards]
+        try:
+            for part in parts:  # the PNGs of every shard into the output folder
+                part["png"].visititems(lambda name, item: _write_png(item, image_dir / name)
+                                       if isinstance(item, h5py.Dataset) else None)
+            for key in ("Xc", "Xzc"):
+                out.create_dataset(key, data=np.concatenate([p[key][()] for p in parts]), track_times=False)
+            out.create_dataset("nsd_ids", data=z_ids, track_times=False)
+        finally:
+            for p in parts:
+                p.close()
+        out.attrs["settings"] = json.dumps(settings, sort_keys=True)
+        out.attrs["subject"] = subject
+        out.attrs["model"] = os.fspath(model)
+    if sheet_path is not None:
+        contact_sheet(stimuli_path, image_dir, z_ids, sheet_path)
+    shutil.rmtree(shard_dir)  # everything is in the outputs now
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _write_png(dataset, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(dataset[()].tobytes())
+
+
+def contact_sheet(stimuli_path, image_dir, nsd_ids, out_path, n_rows: int = 8, tile: int = 128) -> None:
+    """A PNG grid: one row per test image, columns original | Xz | Xc | Xzc (first sample)."""
+    image_dir = Path(image_dir)
+    ids = np.asarray(nsd_ids)[:n_rows]
+    sheet = Image.new("RGB", (4 * tile, len(ids) * tile), "white")
+    with h5py.File(stimuli_path, "r") as h5:
+        stim_ids = h5["nsd_ids"][()]
+        for r, nsd_id in enumerate(ids):
+            row = int(np.searchsorted(stim_ids, nsd_id))
+            tiles = [Image.fromarray(h5["images"][row])]
+            tiles += [Image.open(image_dir / image_name(m, nsd_id, 0)) for m in METHODS]
+            for col, im in enumerate(tiles):
+                sheet.paste(im.convert("RGB").resize((tile, tile), Image.Resampling.LANCZOS), (col * tile, r * tile))
+    with atomic_path(out_path) as tmp:
+        sheet.save(tmp, format="PNG")

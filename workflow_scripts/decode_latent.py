@@ -1,0 +1,15 @@
+"""Rule decode_latent: ridge decoder from one ROI to one latent, predictions on the test images."""
+
+from brainldm.decoding import decode
+from brainldm.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+decode(
+    betas_path=snakemake.input.betas,
+    feature_path=snakemake.input.feature,
+    out_path=snakemake.output[0],
+    decoding=snakemake.params.decoding,
+    subject=snakemake.wildcards.subject,
+    roi=snakemake.params.roi,
+    target=snakemake.wildcards.target,
+)

@@ -1,0 +1,18 @@
+"""Rule reconstruct_images: Xz, Xc and Xzc of every test image of one subject."""
+
+from brainldm.ldm.reconstruct import reconstruct
+from brainldm.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+reconstruct(
+    model=snakemake.params.model,
+    z_path=snakemake.input.z,
+    c_path=snakemake.input.c,
+    image_dir=snakemake.output.images,
+    latents_path=snakemake.output.latents,
+    shard_dir=snakemake.params.shard_dir,
+    settings=snakemake.params.settings,
+    subject=snakemake.wildcards.subject,
+    stimuli_path=snakemake.input.stimuli,
+    sheet_path=snakemake.output.sheet,
+)
