@@ -70,7 +70,8 @@ def load_model(model: str | os.PathLike | DiffusionPipeline, device: str | torch
     """
     torch_device, dtype = resolve_device(device)
     if isinstance(model, DiffusionPipeline):
-        pipe = model.to(torch_device, dtype)
+        # to(device, dtype) on a pipeline already in that dtype only logs diffusers' "kept in float32" notice.
+        pipe = model.to(torch_device, dtype) if model.unet.dtype != dtype else model.to(torch_device)
     else:
         pipe = load_pipeline(model, device=torch_device, dtype=dtype)
     pipe.set_progress_bar_config(disable=True)

@@ -57,21 +57,16 @@ __all__ = [
 ]
 
 #: Defaults of ``config["features"]`` (the paper's values where it states one).
-FEATURE_DEFAULTS: dict = {
-    "device": "auto",  # auto: cuda + float16 when available, else cpu + float32
-    "image_size": 320,  # paper: 320 px -> 4 x 40 x 40 latent
-    "z_mode": "mean",  # mean (posterior mean) | sample (seeded per image)
-    "batch_size": 8,
-    "shard_size": 64,
-    "seed": 0,
-    "num_inference_steps": 50,
-    "guidance_scale": 5.0,
-    "eta": 0.0,
-    "strengths": [0.8],
-    "stages": [0.2, 0.66, 1.0],
-    "unet_strength": 0.8,
-    "unet_blocks": ["down_blocks.1", "down_blocks.2", "mid_block", "up_blocks.1", "up_blocks.2"],
-}
+def _schema_defaults() -> dict:
+    # One source of truth: the defaults of ``features`` in the configuration schema.
+    from ..config import load_schema
+
+    properties = load_schema()["properties"]["features"]["properties"]
+    return {key: spec["default"] for key, spec in properties.items()}
+
+
+#: Defaults of ``config["features"]`` (the paper's values where it states one), from the schema.
+FEATURE_DEFAULTS: dict = _schema_defaults()
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
@@ -194,7 +189,12 @@ def stage_step(stage: float, n_denoise: int) -> int:
 
 
 def img2img_strengths(config: Mapping) -> list[float]:
-    """Strengths of the img2img runs needed: ``strengths``, plus ``unet_strength`` if U-Net blocks are asked."""
+    """Strengths of the img2img runs needed: ``strengths``, plus ``unet_strength`` if U-Net blocks are asked.
+
+    None without stages (no zc or U-Net feature is then defined).
+    """
+    if not config["stages"]:
+        return []
     strengths = [float(s) for s in config["strengths"]]
     if config["unet_blocks"] and float(config["unet_strength"]) not in strengths:
         strengths.append(float(config["unet_strength"]))
