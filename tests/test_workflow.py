@@ -25,7 +25,9 @@ def test_dry_run_lists_the_dag(tmp_path):
     assert counts["build_synthetic_subject"] == len(subjects)
     assert counts["build_synthetic_anatomy"] == counts["build_synthetic_stimuli"] == counts["build_model"] == 1
     assert counts["extract_roi_betas"] == len(subjects)
-    assert counts["split_trials"] == counts["extract_stimuli"] == 1
+    assert counts["split_trials"] == counts["extract_stimuli"] == counts["extract_features"] == 1
+    assert counts["reduce_features"] == counts["reconstruct_images"] == len(subjects)
+    assert counts["decode_latent"] == 2 * len(subjects)
     assert not (tmp_path / "resources").exists()
 
 
@@ -74,6 +76,8 @@ def test_full_run_builds_every_target(workflow_run, small_config):
         for roi in small_config["rois"]:
             assert (workflow_run / "results" / subject / "betas" / f"{roi}.h5").is_file()
         assert (workflow_run / "results" / subject / "trials.tsv").is_file()
+        assert (workflow_run / "results" / subject / "reconstruction" / "contact_sheet.png").stat().st_size > 1000
+        assert len(list((workflow_run / "results" / subject / "reconstruction" / "images" / "Xzc").glob("*.png"))) > 0
     assert (workflow_run / "results" / "split" / "test_images.tsv").is_file()
     assert (workflow_run / "results" / "stimuli" / "stimuli.h5").is_file()
     assert (workflow_run / "resources" / "models" / "tiny" / "model_index.json").is_file()
