@@ -6,8 +6,10 @@ A synthetic subject at subj01's volume shape (81 x 104 x 83, ellipsoid brain),
 
 * streamed: :func:`brainldm.nsd.betas.extract_roi_betas` (the pipeline's code,
   writing its HDF5 output, z-scoring per session);
-* naive: load each session's whole array, mask it, keep every session in memory
-  and z-score (the original code's way).
+* naive: load each session's whole array, mask it and z-score it, keep every
+  session in memory, average the test repetitions and save (the original code's way).
+
+Every 10th trial shows one of 100 test images, so the test set is bounded as in NSD.
 
 Each variant runs in its own process; wall time and peak RSS (``ru_maxrss`` of
 the child) are recorded. Results: ``bench/results/ingestion_streaming.{json,md}``.
@@ -20,8 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -33,9 +33,13 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from machine import describe  # noqa: E402
 
 VOLUME = (81, 104, 83)  # subj01's func1pt8mm (X, Y, Z)
 TRIALS = 750
+TEST_IMAGES = 100
 
 
 def make_subject(folder: Path, n_sessions: int) -> dict:
@@ -64,6 +68,21 @@ def make_subject(folder: Path, n_sessions: int) -> dict:
     return {name: len(index) for name, index in rois.items()}
 
 
+def benchmark_trials(n_sessions: int):
+    """Every 10th trial shows one of TEST_IMAGES test images (a bounded test set, as in NSD)."""
+    import pandas as pd
+
+    sessions = np.repeat(np.arange(1, n_sessions + 1), TRIALS)
+    trials = pd.DataFrame({
+        "session": sessions, "trial_in_session": np.tile(np.arange(TRIALS), n_sessions),
+        "nsd_id": np.arange(len(sessions)) + TEST_IMAGES, "split": "train",
+    })
+    test = trials.index % 10 == 0
+    trials.loc[test, "split"] = "test"
+    trials.loc[test, "nsd_id"] = np.arange(test.sum()) % TEST_IMAGES
+    return trials
+
+
 def run_streamed(folder: Path, roi: str, n_sessions: int) -> None:
     import pandas as pd
 
@@ -71,20 +90,18 @@ def run_streamed(folder: Path, roi: str, n_sessions: int) -> None:
 
     index = np.load(folder / f"{roi}.npy")
     sessions = np.repeat(np.arange(1, n_sessions + 1), TRIALS)
-    trials = pd.DataFrame({
-        "session": sessions, "trial_in_session": np.tile(np.arange(TRIALS), n_sessions),
-        "nsd_id": np.arange(len(sessions)), "split": "train",
-    })
-    trials.loc[trials.index % 10 == 0, "split"] = "test"
+    trials = benchmark_trials(n_sessions)
     files = {s: str(folder / f"betas_session{s:02d}.hdf5") for s in range(1, n_sessions + 1)}
     with tempfile.TemporaryDirectory(dir=folder) as out:
         extract_roi_betas(trials, files, {roi: index}, VOLUME, np.eye(4), {roi: f"{out}/{roi}.h5"})
 
 
 def run_naive(folder: Path, roi: str, n_sessions: int) -> None:
+    """The original code's way: whole sessions in memory, masked, concatenated, then saved."""
     import h5py
 
     index = np.load(folder / f"{roi}.npy")
+    trials = benchmark_trials(n_sessions)
     sessions = []
     for s in range(1, n_sessions + 1):
         with h5py.File(folder / f"betas_session{s:02d}.hdf5", "r") as h5:
@@ -93,7 +110,14 @@ def run_naive(folder: Path, roi: str, n_sessions: int) -> None:
         del whole
         sd = x.std(0)
         sessions.append(np.divide(x - x.mean(0), sd, out=np.zeros_like(x), where=sd > 0))
-    np.concatenate(sessions)
+    betas = np.concatenate(sessions)
+    is_test = (trials["split"] == "test").to_numpy()
+    test_ids = trials.loc[is_test, "nsd_id"].to_numpy()
+    test_rows = betas[is_test]
+    test = np.stack([test_rows[test_ids == i].mean(0) for i in np.unique(test_ids)])
+    with tempfile.TemporaryDirectory(dir=folder) as out, h5py.File(f"{out}/{roi}.h5", "w") as h5:
+        h5["train/betas"] = betas[~is_test]
+        h5["test/betas"] = test
 
 
 def main() -> None:
@@ -134,13 +158,9 @@ def main() -> None:
             row["time_ratio_naive_over_streamed"] = row["naive_wall_s"] / row["streamed_wall_s"]
             rows.append(row)
             print(row, flush=True)
-    cpu = platform.processor()
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True, text=True)
-                   .stdout.splitlines() if l.startswith("Model name"))
-    except StopIteration:
-        pass
-    result = {"machine": {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()},
+    machine = describe()
+    cpu = machine["cpu"]
+    result = {"machine": machine,
               "volume_xyz": VOLUME, "trials_per_session": TRIALS, "repeats": args.repeats, "rows": rows}
     out_dir = REPO / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
