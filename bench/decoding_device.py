@@ -27,7 +27,11 @@ same run. Sizes whose predicted time would pass ``--budget-s`` are skipped.
 Sized to finish in under ~5 minutes on one H100. Results:
 ``bench/results/decoding_device.{json,md}``.
 
-    .venv/bin/python bench/decoding_device.py [--voxels 15000] [--batch-sizes 1 2 4 8 16]
+    .venv/bin/python bench/decoding_device.py [--voxels 15000] [--batch-sizes 1 2 4 8 16] [--out DIR]
+
+Needs numpy, torch with CUDA, himalaya, diffusers, transformers, tokenizers, h5py and
+Pillow importable (``src/`` is put on the path by the script). On a lent machine whose
+files come back from ``$OUT``: ``python bench/decoding_device.py --out "$OUT"``.
 
 Without CUDA the script says so and exits (status 0) without measuring or writing
 anything. ``--check-on-cpu`` runs the same code paths on the CPU (himalaya ``torch``

@@ -169,7 +169,12 @@ def main() -> None:
     results["ratio_end_to_end"] = e2e["one_image"] / e2e["batched"]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "reconstruction_batching.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_markdown(results, args)
 
+
+def write_markdown(results: dict, args) -> None:
+    settings, variants, generated = results["settings"], results["variants"], results["generated_images"]
+    median, ips, e2e = results["median_s"], results["images_per_s"], results["end_to_end_median_s"]
     m = results["machine"]
     ratio = results["ratio_batched_over_one_image"]
     diff = results["max_abs_latent_difference_batched_vs_one_image"]
@@ -214,7 +219,17 @@ def main() -> None:
         f"{results['load_average_start'][0]:.2f} / {results['load_average_end'][0]:.2f}.",
         "",
         f"Same seeds, same images: largest |difference| between the final latents of the two variants: Xc "
-        f"{diff['Xc']:.2g}, Xzc {diff['Xzc']:.2g} (float32 kernels at different batch sizes round differently).",
+        f"{diff['Xc']:.2g}, Xzc {diff['Xzc']:.2g} (float32 rounding can depend on the batch shape).",
+        "",
+        "## Reading",
+        "",
+        f"* The baseline is not batch 1 for the U-Net: one test image already brings its {args.n_samples} samples, "
+        f"and classifier-free guidance doubles them, so the U-Net sees {2 * args.n_samples} latents per step at "
+        f"batch size 1 and {2 * args.n_samples * variants['batched']} at batch size {variants['batched']}. On "
+        f"{m['cores']} CPU cores that is already compute-bound; batching removes per-call overhead (scheduler, "
+        "Python, small kernels) but cannot multiply throughput. The gain it is for is on a GPU, where small "
+        "batches leave most of the device idle (`bench/decoding_device.py`).",
+        "* Xz (one VAE decode per test image) does not gain from batching here.",
         "",
     ]
     (args.out / "reconstruction_batching.md").write_text("\n".join(lines) + "\n")
