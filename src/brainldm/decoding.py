@@ -11,19 +11,10 @@ import logging
 import h5py
 import numpy as np
 
-from .io import atomic_path
+from .io import atomic_path, rows_of_ids
 from .ridge import RowsOf, columnwise_correlation, fit_predict
 
 log = logging.getLogger(__name__)
-
-
-def feature_rows(feature_ids: np.ndarray, wanted: np.ndarray, path) -> np.ndarray:
-    """Row of each wanted 0-based 73k id in a feature file (sorted ``nsd_ids``)."""
-    rows = np.clip(np.searchsorted(feature_ids, wanted), 0, len(feature_ids) - 1)
-    missing = np.unique(wanted[feature_ids[rows] != wanted])
-    if len(missing):
-        raise ValueError(f"{path}: no features for 73k ids {missing[:10].tolist()} ({len(missing)} in all)")
-    return rows
 
 
 def decode(betas_path, feature_path, out_path, decoding: dict, subject: str, roi: str, target: str) -> None:
@@ -52,8 +43,8 @@ def decode(betas_path, feature_path, out_path, decoding: dict, subject: str, roi
         feature_ids = h5["nsd_ids"][()]
         data = h5["features"]
         shape = tuple(h5.attrs.get("shape", (data.shape[1],)))
-        y_train = RowsOf(data, feature_rows(feature_ids, train_ids, feature_path))
-        test_rows = feature_rows(feature_ids, test_ids, feature_path)
+        y_train = RowsOf(data, rows_of_ids(feature_ids, train_ids, feature_path))
+        test_rows = rows_of_ids(feature_ids, test_ids, feature_path)
         y_test = np.asarray(data[test_rows], np.float32)  # ids sorted and unique: increasing rows
         log.info("%s %s -> %s: %d train trials x %d voxels -> %d dims; %d test images",
                  subject, roi, target, len(x_train), x_train.shape[1], data.shape[1], len(x_test))

@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
@@ -41,3 +43,17 @@ def atomic_path(path: str | os.PathLike):
         elif tmp.exists():
             tmp.unlink()
         raise
+
+
+def rows_of_ids(ids: np.ndarray, wanted: np.ndarray, path) -> np.ndarray:
+    """Row of each wanted 0-based 73k id in a file whose ``nsd_ids`` are ``ids`` (sorted).
+
+    Raises a ValueError naming ``path`` and the ids it lacks.
+    """
+    ids, wanted = np.asarray(ids), np.asarray(wanted)
+    rows = np.clip(np.searchsorted(ids, wanted), 0, max(len(ids) - 1, 0))
+    found = ids[rows] == wanted if len(ids) else np.zeros(len(wanted), bool)
+    if not found.all():
+        missing = np.unique(wanted[~found])
+        raise ValueError(f"{path}: no features for 73k ids {missing[:10].tolist()} ({len(missing)} in all)")
+    return rows

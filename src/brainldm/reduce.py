@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .io import atomic_path
+from .io import atomic_path, rows_of_ids
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +91,6 @@ def fit_pca(x: np.ndarray, n_components: int) -> PCA:
     return PCA(mean=mean, components=components, explained_variance=values / (n - 1), total_variance=total / (n - 1))
 
 
-def _rows_for(ids: np.ndarray, feature_ids: np.ndarray, path) -> np.ndarray:
-    rows = np.searchsorted(feature_ids, ids)
-    rows = np.clip(rows, 0, len(feature_ids) - 1)
-    missing = ids[feature_ids[rows] != ids]
-    if len(missing):
-        raise ValueError(f"{path}: no features for 73k ids {missing[:10].tolist()} ({len(missing)} in all)")
-    return rows
-
-
 def reduce_feature(feature_path, trials_path, out_path, n_components: int) -> None:
     """PCA of one feature for one subject: fit on its training images, apply to train and test.
 
@@ -123,8 +114,8 @@ def reduce_feature(feature_path, trials_path, out_path, n_components: int) -> No
     with h5py.File(feature_path, "r") as h5:
         feature_ids = h5["nsd_ids"][:]
         data = h5["features"]
-        train = data[np.sort(_rows_for(train_ids, feature_ids, feature_path))]
-        test = data[np.sort(_rows_for(test_ids, feature_ids, feature_path))]
+        train = data[np.sort(rows_of_ids(feature_ids, train_ids, feature_path))]
+        test = data[np.sort(rows_of_ids(feature_ids, test_ids, feature_path))]
         attrs = dict(h5.attrs)
     pca = fit_pca(train, n_components)
     ratio = pca.explained_variance / pca.total_variance if pca.total_variance > 0 else pca.explained_variance * 0
