@@ -14,6 +14,11 @@ from conftest import REPO
 BUILT = {"nsd_root": ["resources/synthetic_nsd"], "model": ["resources/models/tiny"]}
 
 
+def _n_trials(config):
+    synthetic = config["synthetic"]
+    return (synthetic["n_shared_images"] + synthetic["n_unique_images"]) * synthetic["repetitions"]
+
+
 @pytest.fixture
 def config():
     return yaml.safe_load((REPO / "config.yaml").read_text())
@@ -33,7 +38,9 @@ def test_default_config_is_valid_and_defaults_are_filled(config):
         (lambda c: c["subjects"].append("subj99"), "subjects[4]", "subj99"),
         (lambda c: c.pop("model"), "model", "missing"),
         (lambda c: c["synthetic"].update(image_size="large"), "synthetic.image_size", "'large'"),
-        (lambda c: c["synthetic"].update(trials_per_session=7), "synthetic.trials_per_session", "7"),
+        # one more than the total number of trials never divides it, whatever the sizes
+        (lambda c: c["synthetic"].update(trials_per_session=_n_trials(c) + 1), "synthetic.trials_per_session",
+         "must be a multiple"),
         (lambda c: c.update(nsd_root="/no/such/nsd"), "nsd_root", "/no/such/nsd"),
         (lambda c: c.update(model="./no/such/model"), "model", "./no/such/model"),
         (lambda c: c.update(unknown_key=1), "unknown_key", "not known"),
