@@ -1,5 +1,7 @@
 # brainldm: Takagi & Nishimoto (CVPR 2023) on the Natural Scenes Dataset, as one DAG.
 # Rules live in rules/*.smk, their logic in src/brainldm; see README.md.
+import re
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -15,6 +17,10 @@ wildcard_constraints:
     subject="|".join(layout.NSD_SUBJECTS),
     preset="|".join(MODEL_PRESETS),
     target="|".join(DECODING_TARGETS),
+    feature="|".join(re.escape(name) for name in FEATURE_NAMES),
+    zc="|".join(re.escape(name) for name in BANDED_ZC),
+    stage="|".join(re.escape(stage) for stage in UNET_STAGES),
+    figure="|".join(PAPER_FIGURES),
 
 
 include: "rules/synthetic.smk"
@@ -22,6 +28,9 @@ include: "rules/models.smk"
 include: "rules/ingestion.smk"
 include: "rules/features.smk"
 include: "rules/decoding.smk"
+include: "rules/encoding.smk"
+include: "rules/flatmaps.smk"
+include: "rules/outputs.smk"
 
 
 rule all:

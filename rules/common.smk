@@ -3,7 +3,8 @@ import os
 
 from brainldm.config import validate_config
 from brainldm.nsd import layout
-from brainldm.ldm.names import feature_names
+from brainldm.encoding import FEATURE_MAPS, banded_map_names
+from brainldm.ldm.names import feature_names, feature_specs, format_number
 from brainldm.nsd.betas import roi_path, sessions_on_disk
 from brainldm.synthetic.nsd_tree import SyntheticDesign
 
@@ -28,6 +29,21 @@ NSD_ROOT = os.path.normpath(config["nsd_root"])
 MODEL = os.path.normpath(config["model"]) if os.path.exists(config["model"]) else config["model"]
 SUBJECTS = config["subjects"]
 FEATURE_NAMES = feature_names(config["features"])
+FEATURE_SPECS = feature_specs(config["features"])
+ZC_SPECS = [spec for spec in FEATURE_SPECS if spec.kind == "zc"]
+# Joint z + zc models as in the paper: over noise levels at the final stage, and over denoising
+# stages at the largest noise level.
+ZC_FINAL_STAGE = max((spec.stage for spec in ZC_SPECS), default=None)
+ZC_STRONGEST = max((spec.strength for spec in ZC_SPECS), default=None)
+ZC_OVER_NOISE = [spec for spec in ZC_SPECS if spec.stage == ZC_FINAL_STAGE]
+ZC_OVER_STAGES = [spec for spec in ZC_SPECS if spec.strength == ZC_STRONGEST]
+BANDED_ZC = [spec.name for spec in ZC_SPECS if spec in ZC_OVER_NOISE or spec in ZC_OVER_STAGES]
+UNET_STAGES = list(dict.fromkeys(format_number(s.stage) for s in FEATURE_SPECS if s.kind == "unet"))
+ENCODING_ROI = config["encoding"]["roi"]
+# The two bands of the joint z + zc models, and the maps each writes.
+BANDS = ("z", "zc")
+BANDED_MAPS = banded_map_names(BANDS)
+PAPER_FIGURES = ("figure6", "figure7", "figure8", "figure9")
 DECODING_TARGETS = config["decoding"]["targets"]
 USES_SYNTHETIC_NSD = NSD_ROOT == SYNTHETIC_NSD
 
@@ -83,14 +99,33 @@ def feature_files():
 def all_targets():
     """Targets of the default run: every stage that exists, for the configured subjects."""
     targets = [*trials_tables(), "results/stimuli/stimuli.h5"]
-    for subject in SUBJECTS:
-        targets += roi_betas(subject)
-        targets += [f"results/{subject}/features_pca/{name}.h5" for name in FEATURE_NAMES]
-        targets += [f"results/{subject}/decoding/{target}.h5" for target in DECODING_TARGETS]
-        targets.append(f"results/{subject}/reconstruction/contact_sheet.png")
+    targets += [subject_manifest(subject) for subject in SUBJECTS]
+    targets.append("results/job_benchmarks.tsv")
     if USES_SYNTHETIC_NSD:
         targets += [f"{SYNTHETIC_TRUTH}/{subject}.h5" for subject in SUBJECTS]
     return targets
+
+
+def subject_manifest(subject):
+    """The target that builds (or, with --forcerun, rebuilds) everything of one subject."""
+    return f"results/{subject}/outputs.tsv"
+
+
+def subject_outputs(wildcards):
+    """Every output of one subject (the files its manifest lists)."""
+    subject = wildcards.subject
+    out = [f"results/{subject}/trials.tsv", *roi_betas(subject)]
+    out += [f"results/{subject}/features_pca/{name}.h5" for name in FEATURE_NAMES]
+    out += [f"results/{subject}/decoding/{target}.h5" for target in DECODING_TARGETS]
+    out += [f"results/{subject}/reconstruction/{name}" for name in ("images", "latents.h5", "contact_sheet.png")]
+    out += encoding_results(wildcards)
+    out += [feature_map(subject, name, m) for name in FEATURE_NAMES for m in FEATURE_MAPS]
+    out += [banded_map(subject, zc, m) for zc in BANDED_ZC for m in BANDED_MAPS]
+    for stage in UNET_STAGES:
+        out += best_layer_files(subject, stage).values()
+    out.append(f"results/{subject}/encoding/roi_summary.tsv")
+    out += flatmap_outputs(subject)
+    return out
 
 
 def subject_nsd_files(subject):
@@ -119,3 +154,129 @@ def trials_tables():
 
 def roi_betas(subject):
     return [f"results/{subject}/betas/{roi}.h5" for roi in config["rois"]]
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def single_model_settings():
+    """Encoding settings without those of the joint models (changing them reruns only the joint models)."""
+    return {key: value for key, value in config["encoding"].items() if not key.startswith("banded_")}
+
+
+def encoding_betas(wildcards):
+    return f"results/{wildcards.subject}/betas/{ENCODING_ROI}.h5"
+
+
+def streams_reference(wildcards):
+    """The subject's streams.nii.gz: grid, affine and header of every map, labels of the ROI summary."""
+    return layout.roi(NSD_ROOT, wildcards.subject, "streams")
+
+
+def feature_result(subject, feature):
+    return f"results/{subject}/encoding/{feature}.h5"
+
+
+def feature_map(subject, feature, name):
+    return f"results/{subject}/encoding/maps/{feature}_{name}.nii.gz"
+
+
+def banded_result(subject, zc):
+    return f"results/{subject}/encoding/banded/z+{zc}.h5"
+
+
+def banded_map(subject, zc, name):
+    return feature_map(subject, f"z+{zc}", name)
+
+
+def best_layer_files(subject, stage):
+    return {"map": feature_map(subject, f"best_unet_layer_t{stage}", "label"),
+            "labels": f"results/{subject}/encoding/best_unet_layer_t{stage}.tsv"}
+
+
+def unet_results(wildcards):
+    """Encoding results of the U-Net blocks at one stage, in config order."""
+    return [feature_result(wildcards.subject, spec.name) for spec in FEATURE_SPECS
+            if spec.kind == "unet" and format_number(spec.stage) == wildcards.stage]
+
+
+def encoding_results(wildcards):
+    """Every encoding result of one subject: per feature, then the banded z + zc models."""
+    subject = wildcards.subject
+    return ([feature_result(subject, name) for name in FEATURE_NAMES]
+            + [banded_result(subject, zc) for zc in BANDED_ZC])
+
+
+def encoding_outputs(subject):
+    out = [f"results/{subject}/encoding/roi_summary.tsv"]
+    out += [feature_map(subject, name, "r") for name in FEATURE_NAMES]
+    out += [banded_map(subject, zc, "r") for zc in BANDED_ZC]
+    out += [best_layer_files(subject, stage)["map"] for stage in UNET_STAGES]
+    return out
+
+
+# --------------------------------------------------------------------------- flatmaps
+
+
+def figure_spec(subject, figure):
+    """The maps of one paper figure (see brainldm.flatmaps.FIGURES), or None if the config has none."""
+    if figure == "figure6":
+        shown = ["z", "c"] + [spec.name for spec in ZC_OVER_NOISE]
+        return {"r": {name: feature_map(subject, name, "r") for name in shown},
+                "significant": {name: feature_map(subject, name, "significant") for name in shown}}
+    if figure in ("figure7", "figure8"):
+        if figure == "figure7":
+            columns = {f"noise {format_number(spec.strength)}": spec.name for spec in ZC_OVER_NOISE}
+        else:
+            columns = {f"stage {format_number(spec.stage)}": spec.name for spec in ZC_OVER_STAGES}
+        return {label: {band: banded_map(subject, name, f"unique_{band}") for band in BANDS}
+                for label, name in columns.items()} or None
+    if figure == "figure9":
+        if not UNET_STAGES:
+            return None
+        files = {f"t{stage}": best_layer_files(subject, stage) for stage in UNET_STAGES}
+        return {"layers": {k: v["map"] for k, v in files.items()}, "labels": {k: v["labels"] for k, v in files.items()}}
+    raise ValueError(f"unknown figure {figure!r}")
+
+
+def _paths_in(spec):
+    if isinstance(spec, dict):
+        return [path for value in spec.values() for path in _paths_in(value)]
+    return [spec] if spec else []
+
+
+def figure_maps(wildcards):
+    return _paths_in(figure_spec(wildcards.subject, wildcards.figure))
+
+
+def per_map_flatmaps(wildcards):
+    """PNG name -> the map drawn, for every map of one subject (render_flatmaps' ``maps``)."""
+    subject = wildcards.subject
+    maps = {f"{name}_r": {"map": feature_map(subject, name, "r"), "mask": feature_map(subject, name, "significant"),
+                          "kind": "r"} for name in FEATURE_NAMES}
+    for zc in BANDED_ZC:
+        for band in BANDS:
+            maps[f"z+{zc}_unique_{band}"] = {"map": banded_map(subject, zc, f"unique_{band}"), "kind": "unique"}
+    for stage in UNET_STAGES:
+        files = best_layer_files(subject, stage)
+        maps[f"best_unet_layer_t{stage}"] = {"map": files["map"], "labels": files["labels"], "kind": "layer"}
+    return maps
+
+
+def per_map_inputs(wildcards):
+    return [path for panel in per_map_flatmaps(wildcards).values() for key, path in panel.items() if key != "kind"]
+
+
+def flatmap_transform():
+    """The synthetic volume's pycortex transform folder; real data use a transform of the filestore."""
+    return [f"{SYNTHETIC_TRUTH}/pycortex_transform"] if USES_SYNTHETIC_NSD else []
+
+
+def flatmap_outputs(subject):
+    if not config["flatmaps"]["enabled"]:
+        return []
+    out = [f"results/{subject}/flatmaps/{figure}.png" for figure in PAPER_FIGURES
+           if figure_spec(subject, figure) is not None]
+    if config["flatmaps"]["per_map"]:
+        out.append(f"results/{subject}/flatmaps/maps")
+    return out

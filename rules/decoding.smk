@@ -14,6 +14,7 @@ rule decode_latent:
         "logs/decoding/decode_latent/{subject}_{target}.log",
     benchmark:
         "benchmarks/decoding/decode_latent/{subject}_{target}.tsv"
+    threads: 4
     resources:
         mem_mb=16000,
         runtime=240,
@@ -46,6 +47,7 @@ rule reconstruct_images:
         "logs/decoding/reconstruct_images/{subject}.log",
     benchmark:
         "benchmarks/decoding/reconstruct_images/{subject}.tsv"
+    threads: 4
     resources:
         mem_mb=16000,
         runtime=720,

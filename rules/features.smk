@@ -16,6 +16,7 @@ rule extract_features:
         "logs/features/extract_features.log",
     benchmark:
         "benchmarks/features/extract_features.tsv"
+    threads: 4
     resources:
         mem_mb=16000,
         runtime=720,
@@ -38,6 +39,7 @@ rule reduce_features:
         "logs/features/reduce_features/{subject}.log",
     benchmark:
         "benchmarks/features/reduce_features/{subject}.tsv"
+    threads: 2
     resources:
         mem_mb=16000,
         runtime=120,

@@ -48,6 +48,9 @@ def test_default_config_is_valid_and_defaults_are_filled(config):
         (lambda c: c.update(decoding={"targets": {"z": "early", "c": "nowhere"}}), "decoding.targets.c", "nowhere"),
         (lambda c: c.update(decoding={"targets": {"z": "early"}}), "decoding.targets", "'c'"),
         (lambda c: c.update(ingestion={"missing_sessions": "ignore"}), "ingestion.missing_sessions", "ignore"),
+        (lambda c: c.update(encoding={"roi": "cortex"}), "encoding.roi", "cortex"),
+        (lambda c: c.update(encoding={"fdr_q": 1.5}), "encoding.fdr_q", "1.5"),
+        (lambda c: c.update(flatmaps={"with_rois": "maybe"}), "flatmaps.with_rois", "maybe"),
     ],
 )
 def test_bad_config_names_the_key(config, change, key, found):

@@ -24,7 +24,7 @@ SHAPE = (24, 20, 10)  # X, Y, Z of the planted volume
 AFFINE = np.array([[-2.0, 0, 0, 40], [0, 2.0, 0, -30], [0, 0, 2.0, -10], [0, 0, 0, 1]])
 N_TRAIN_IMAGES, REPS, N_TEST, K = 200, 2, 60, 16
 N_EARLY, N_VENTRAL, N_NOISE = 150, 150, 2000
-SETTINGS = {"n_targets_batch": 1000, "banded_n_iter": 10, "alphas": np.logspace(-1, 5, 13).tolist()}
+SETTINGS = {"n_targets_batch": 1000, "banded_n_ratios": 5, "alphas": np.logspace(-1, 5, 13).tolist()}
 
 
 def write_betas(path, train_ids, train, test_ids, test, voxel_index, roi="brain"):

@@ -25,6 +25,12 @@ def load_schema() -> dict:
     return yaml.safe_load(text)
 
 
+def section_defaults(section: str, exclude: Iterable[str] = ()) -> dict:
+    """Defaults of one top-level section of the schema (e.g. ``features``), minus ``exclude``."""
+    properties = load_schema()["properties"][section]["properties"]
+    return {key: spec["default"] for key, spec in properties.items() if key not in set(exclude)}
+
+
 def _key(path: Iterable) -> str:
     out = ""
     for part in path:
@@ -90,6 +96,10 @@ def _check_references(config: dict) -> None:
         if roi not in config["rois"]:
             raise ConfigError(f"config key 'decoding.targets.{target}': ROI {roi!r} is not defined in 'rois' "
                               f"(defined: {sorted(config['rois'])})")
+    roi = config["encoding"]["roi"]
+    if roi not in config["rois"]:
+        raise ConfigError(f"config key 'encoding.roi': ROI {roi!r} is not defined in 'rois' "
+                          f"(defined: {sorted(config['rois'])})")
     for needed in ("z", "c"):
         if needed not in config["decoding"]["targets"]:
             raise ConfigError(f"config key 'decoding.targets' must decode {needed!r} (reconstruction needs z and c), "

@@ -33,6 +33,7 @@ import h5py
 import nibabel as nib
 import numpy as np
 
+from .config import section_defaults
 from .io import atomic_path
 from .nsd.layout import STREAMS_LABELS
 from .ridge import Standardizer, check_finite, resolve_backend
@@ -46,6 +47,7 @@ __all__ = [
     "FEATURE_MAPS",
     "encoding_settings",
     "banded_map_names",
+    "band_weights",
     "EncodingInputError",
     "Design",
     "load_design",
@@ -57,21 +59,11 @@ __all__ = [
     "roi_summary",
 ]
 
-#: Defaults of ``config["encoding"]``.
-ENCODING_DEFAULTS: dict = {
-    # ridge alpha grid (one alpha per voxel by CV); the decoders' grid
-    "alphas": [1.0, 3.16, 10.0, 31.6, 100.0, 316.0, 1000.0, 3160.0, 10000.0, 31600.0, 100000.0,
-               316000.0, 1000000.0, 3160000.0, 10000000.0],
-    "cv": 5,  # folds (unshuffled KFold over training trials in session order)
-    "backend": "auto",  # himalaya backend; auto = torch_cuda with CUDA, else numpy
-    "n_targets_batch": 4096,  # voxels fitted at once
-    "n_alphas_batch": None,  # alphas solved at once inside himalaya (None = all; bounds memory on large X)
-    "fdr_q": 0.05,  # Benjamini-Hochberg level (paper: q < 0.05)
-    "banded_n_iter": 20,  # random-search samples of the band weights (himalaya's default is 100)
-    "banded_concentration": [0.1, 1.0],  # Dirichlet concentrations the samples cycle through
-    "banded_alphas": None,  # alpha grid of the banded model; None = alphas
-    "seed": 0,  # random search of the band weights (same samples for every voxel batch)
-}
+#: Keys of ``config["encoding"]`` that the workflow reads (which ROI), not the models.
+WORKFLOW_KEYS = ("roi",)
+
+#: Defaults of ``config["encoding"]``'s model settings, from the configuration schema.
+ENCODING_DEFAULTS: dict = section_defaults("encoding", exclude=WORKFLOW_KEYS)
 
 #: Maps written by :func:`encode_feature` (keys of its ``out_maps``).
 FEATURE_MAPS = ("r", "p", "q", "significant", "alpha")
@@ -89,7 +81,7 @@ def encoding_settings(settings: Mapping | None) -> dict:
     ValueError
         An unknown key or a value of the wrong type or range; the message names the key.
     """
-    settings = dict(settings or {})
+    settings = {k: v for k, v in (settings or {}).items() if k not in WORKFLOW_KEYS}
     unknown = sorted(set(settings) - set(ENCODING_DEFAULTS))
     if unknown:
         raise ValueError(f"unknown encoding keys {unknown}; known: {sorted(ENCODING_DEFAULTS)}")
@@ -104,29 +96,20 @@ def encoding_settings(settings: Mapping | None) -> dict:
         out[key] = sorted(float(a) for a in alphas)
     if out["banded_alphas"] is None:
         out["banded_alphas"] = list(out["alphas"])
-    for key, low in (("cv", 2), ("n_targets_batch", 1), ("banded_n_iter", 1)):
+    for key, low in (("cv", 2), ("n_targets_batch", 1), ("banded_n_ratios", 1)):
         value = out[key]
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"encoding.{key} must be an integer >= {low}, got {value!r}")
         out[key] = int(value)
-    q = out["fdr_q"]
-    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q < 1:
-        raise ValueError(f"encoding.fdr_q must be a number in (0, 1), got {q!r}")
-    conc = out["banded_concentration"]
-    conc = [conc] if isinstance(conc, (int, float)) and not isinstance(conc, bool) else conc
-    if not isinstance(conc, (list, tuple)) or not conc or any(
-        isinstance(c, bool) or not isinstance(c, (int, float)) or c <= 0 for c in conc
-    ):
-        raise ValueError(f"encoding.banded_concentration must be positive numbers, got {out['banded_concentration']!r}")
-    out["banded_concentration"] = [float(c) for c in conc]
+    for key, valid, what in (("fdr_q", lambda v: 0 < v < 1, "in (0, 1)"), ("banded_max_ratio", lambda v: v >= 1, ">= 1")):
+        value = out[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not valid(value):
+            raise ValueError(f"encoding.{key} must be a number {what}, got {value!r}")
     if out["n_alphas_batch"] is not None:
         value = out["n_alphas_batch"]
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"encoding.n_alphas_batch must be null or an integer >= 1, got {value!r}")
         out["n_alphas_batch"] = int(value)
-    seed = out["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise ValueError(f"encoding.seed must be an integer in [0, 2**32), got {seed!r}")
     if not isinstance(out["backend"], str):
         raise ValueError(f"encoding.backend must be a string, got {out['backend']!r}")
     return out
@@ -347,13 +330,26 @@ class BandedResult:
     backend: str
 
 
+def band_weights(n_ratios: int, max_ratio: float) -> np.ndarray:
+    """Weights ``(w, 1 - w)`` of two bands whose ratio ``w / (1 - w)`` spans a log grid.
+
+    The ratios run from ``1 / max_ratio`` to ``max_ratio`` (one ratio, 1:1, when
+    ``n_ratios`` is 1); each row sums to 1. Shape ``(n_ratios, 2)``.
+    """
+    exponents = np.linspace(-1.0, 1.0, n_ratios) if n_ratios > 1 else np.zeros(1)
+    ratio = float(max_ratio) ** exponents
+    first = ratio / (1.0 + ratio)
+    return np.stack([first, 1.0 - first], axis=1)
+
+
 def banded_encoding(xs_train: Sequence, y_train, xs_test: Sequence, y_test, bands: Sequence[str],
-                    settings: Mapping | None = None) -> BandedResult:
+                    settings: Mapping | None = None, alone: Sequence[Mapping] | None = None) -> BandedResult:
     """Joint banded ridge of two feature bands, their split scores and unique variances.
 
-    The joint model is himalaya's ``BandedRidgeCV`` (``solver="random_search"``,
-    ``random_state=settings["seed"]``, the same band-weight samples in every voxel batch):
-    each band gets its own scaling, chosen per voxel with the alpha by K-fold CV. Y is
+    The joint model is himalaya's ``BandedRidgeCV`` (``solver="random_search"`` given a
+    fixed list of band weights, :func:`band_weights`: two bands have one free weight, so a
+    deterministic log grid of ratios replaces random Dirichlet samples): the band weight
+    and the alpha are chosen per voxel by K-fold CV. Y is
     centred with the training means (``predict(split=True)`` needs ``fit_intercept=False``)
     and the means are added back to the joint prediction.
 
@@ -379,6 +375,9 @@ def banded_encoding(xs_train: Sequence, y_train, xs_test: Sequence, y_test, band
         The bands' names (e.g. ``["z", "zc_s0.8_t1"]``).
     settings : mapping
         See :data:`ENCODING_DEFAULTS`.
+    alone : sequence of two mappings, optional
+        Per band, the test ``r2`` and ``r`` of that band's own model over all voxels (the
+        :func:`encode_feature` results, fitted with the same settings); fitted here when None.
     """
     from himalaya.backend import set_backend
     from himalaya.ridge import BandedRidgeCV
@@ -407,7 +406,7 @@ def banded_encoding(xs_train: Sequence, y_train, xs_test: Sequence, y_test, band
     defined = np.zeros(n_vox, bool)
     r2_alone, r_alone, split, deltas = (np.zeros((2, n_vox)) for _ in range(4))
     solver_params = {
-        "n_iter": s["banded_n_iter"], "concentration": s["banded_concentration"],
+        "n_iter": band_weights(s["banded_n_ratios"], s["banded_max_ratio"]),
         "alphas": np.asarray(s["banded_alphas"]), "local_alpha": True, "progress_bar": False,
         "warn": False, "n_targets_batch": None, "n_alphas_batch": s["n_alphas_batch"],
     }
@@ -416,7 +415,7 @@ def banded_encoding(xs_train: Sequence, y_train, xs_test: Sequence, y_test, band
         measured = _read_columns(y_test, start, stop, "test betas")
         mean = y.mean(axis=0, dtype=np.float64).astype(np.float32)
         model = BandedRidgeCV(groups="input", solver="random_search", solver_params=solver_params,
-                              fit_intercept=False, cv=s["cv"], random_state=s["seed"])
+                              fit_intercept=False, cv=s["cv"])
         model.fit([xs_train[0], xs_train[1]], y - mean)
         parts = np.asarray(backend.to_numpy(model.predict([xs_test[0], xs_test[1]], split=True)), np.float32)
         joint = parts.sum(axis=0) + mean
@@ -429,7 +428,7 @@ def banded_encoding(xs_train: Sequence, y_train, xs_test: Sequence, y_test, band
         parts -= parts.mean(axis=1, keepdims=True)
         split[:, start:stop] = backend.to_numpy(r2_score_split(centred, parts))
         del model, parts, joint
-        for b in range(2):
+        for b in range(2 if alone is None else 0):
             prediction, _, _ = _ridge_cv(backend, xs_train[b], y, xs_test[b], s["alphas"], s["cv"],
                                             s["n_alphas_batch"])
             r2_alone[b, start:stop] = r2_score(prediction, measured)
@@ -437,6 +436,14 @@ def banded_encoding(xs_train: Sequence, y_train, xs_test: Sequence, y_test, band
             del prediction
         del y, measured
         log.info("banded ridge %s (%s): voxels %d-%d of %d", bands, name, start, stop, n_vox)
+    if alone is not None:
+        for b in range(2):
+            for key, target in (("r2", r2_alone), ("r", r_alone)):
+                values = np.asarray(alone[b][key], dtype=np.float64)
+                if values.shape != (n_vox,):
+                    raise EncodingInputError(f"band {bands[b]!r}: its own model's {key} has shape {values.shape}, "
+                                             f"expected ({n_vox},)")
+                target[b] = values
     stats = voxel_stats(out["r"], n_test, s["fdr_q"], defined)
     unique = np.stack([out["r2"] - r2_alone[1], out["r2"] - r2_alone[0]])
     return BandedResult(bands, stats, out["r2"], r2_alone, r_alone, split, unique, out["alpha"], deltas, name)
@@ -534,7 +541,7 @@ def encode_feature(betas_path, feature_path, reference_path, out_h5, out_maps: M
 
 
 def encode_banded(betas_path, feature_paths: Mapping, reference_path, out_h5, out_maps: Mapping,
-                  settings: Mapping | None) -> None:
+                  settings: Mapping | None, alone_paths: Mapping | None = None) -> None:
     """Fit the joint banded model of two features (z and one zc) and write its maps.
 
     Parameters
@@ -556,6 +563,9 @@ def encode_banded(betas_path, feature_paths: Mapping, reference_path, out_h5, ou
         where the joint model is not FDR-significant.
     settings : mapping
         ``config["encoding"]``.
+    alone_paths : mapping, optional
+        Band name -> :func:`encode_feature` result of that band alone (same betas and
+        settings): its test ``r2`` and ``r`` are used instead of refitting it.
     """
     s = encoding_settings(settings)
     bands = list(feature_paths)
@@ -564,8 +574,16 @@ def encode_banded(betas_path, feature_paths: Mapping, reference_path, out_h5, ou
     _check_out_maps(out_maps, banded_map_names(bands), "encode_banded")
     design = load_design(betas_path, [feature_paths[b] for b in bands])
     _check_reference(reference_path, design)
+    alone = None
+    if alone_paths is not None:
+        alone = []
+        for band in bands:
+            res = _read_result(alone_paths[band], ("r", "r2"))
+            if not np.array_equal(res["voxel_index"], design.voxel_index):
+                raise EncodingInputError(f"{alone_paths[band]}: voxels differ from those of {betas_path}")
+            alone.append(res)
     with h5py.File(betas_path, "r") as h5:
-        result = banded_encoding(design.x_train, h5["train/betas"], design.x_test, h5["test/betas"], bands, s)
+        result = banded_encoding(design.x_train, h5["train/betas"], design.x_test, h5["test/betas"], bands, s, alone)
     st = result.stats
     sig = st.significant
     log.info("banded %s: %d of %d voxels FDR-significant; mean unique R^2 there %s", bands, sig.sum(), len(sig),

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import section_defaults
 from .io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -53,26 +54,16 @@ __all__ = [
     "figure6",
     "figure_unique",
     "figure9",
+    "FIGURES",
+    "paper_figure",
+    "render_flatmaps",
 ]
 
-#: Defaults of ``config["flatmaps"]``.
-FLATMAP_DEFAULTS: dict = {
-    "filestore": "resources/pycortex_filestore",  # writable, owned by the project
-    "source_filestore": None,  # where the subject is copied from; None = pycortex's own filestore
-    "subject": "S1",  # pycortex subject
-    "transform": "brainldm_synthetic",  # pycortex transform of the maps' volume
-    "subjects": {},  # NSD subject -> {subject, transform} overrides (real NSD: one per subject)
-    "config_home": None,  # XDG_CONFIG_HOME for pycortex's options.cfg (None: leave it)
-    "height": 1024,  # flatmap height in pixels
-    "dpi": 100,
-    "with_curvature": True,  # curvature underlay (first use in a filestore: ~20 s to cache)
-    "with_rois": "auto",  # auto = when Inkscape is on PATH
-    "r_vmax": None,  # colour scale top of r maps; None = 99th percentile of the shown values
-    "unique_vmax": None,  # of unique-variance maps; None = 99th percentile, shared by a figure
-    "cmap_r": "inferno",
-    "cmap_unique": "viridis",
-    "cmap_layer": "tab10",
-}
+#: Keys of ``config["flatmaps"]`` that the workflow reads (what to draw), not the renderer.
+WORKFLOW_KEYS = ("enabled", "per_map")
+
+#: Defaults of ``config["flatmaps"]``'s drawing settings, from the configuration schema.
+FLATMAP_DEFAULTS: dict = section_defaults("flatmaps", exclude=WORKFLOW_KEYS)
 
 #: Kinds of maps and how they are drawn: values, transparent where 0 / not in the mask.
 KINDS = ("r", "unique", "layer", "value")
@@ -88,7 +79,7 @@ def flatmap_settings(settings: Mapping | None, nsd_subject: str | None = None) -
     ``settings["subjects"][nsd_subject]`` may name that subject's own pycortex
     ``subject`` and ``transform`` (real NSD: each subject has its surfaces).
     """
-    settings = dict(settings or {})
+    settings = {k: v for k, v in (settings or {}).items() if k not in WORKFLOW_KEYS}
     unknown = sorted(set(settings) - set(FLATMAP_DEFAULTS))
     if unknown:
         raise ValueError(f"unknown flatmaps keys {unknown}; known: {sorted(FLATMAP_DEFAULTS)}")
@@ -324,22 +315,60 @@ def render_flatmap(map_path, out_png, settings: Mapping | None, transform_dir=No
         Selects ``settings["subjects"][nsd_subject]`` overrides.
     """
     s = flatmap_settings(settings, nsd_subject)
-    n_labels = len(_read_labels(labels_path)) if labels_path else 0
     with _locked(Path(s["filestore"])):
         cortex = prepare_filestore(s, transform_dir)
-        data = _load_zyx(cortex, map_path, s["subject"], s["transform"], mask_path, kind)
-        if kind == "layer" and not n_labels:
-            n_labels = int(np.nanmax(data)) if np.isfinite(data).any() else 1
-        scale = _scale([data], kind, s, n_labels)
-        volume = _volume(cortex, data, s, scale)
-        with_rois = _with_rois(s)
-        ticks = list(range(1, n_labels + 1)) if kind == "layer" else None
-        with atomic_path(out_png) as tmp:
-            cortex.quickflat.make_png(os.fspath(tmp), volume, with_rois=with_rois, with_colorbar=True,
-                                      with_curvature=s["with_curvature"], height=s["height"], dpi=s["dpi"],
-                                      colorbar_ticks=ticks, bgcolor="white")
+        _draw_one(cortex, s, map_path, out_png, kind, mask_path, labels_path)
+
+
+def _draw_one(cortex, s: Mapping, map_path, out_png, kind: str = "value", mask_path=None, labels_path=None) -> None:
+    """One flatmap PNG with pycortex ready (settings ``s`` completed, filestore prepared)."""
+    n_labels = len(_read_labels(labels_path)) if labels_path else 0
+    data = _load_zyx(cortex, map_path, s["subject"], s["transform"], mask_path, kind)
+    if kind == "layer" and not n_labels:
+        n_labels = int(np.nanmax(data)) if np.isfinite(data).any() else 1
+    scale = _scale([data], kind, s, n_labels)
+    volume = _volume(cortex, data, s, scale)
+    with_rois = _with_rois(s)
+    ticks = list(range(1, n_labels + 1)) if kind == "layer" else None
+    with atomic_path(out_png) as tmp:
+        cortex.quickflat.make_png(os.fspath(tmp), volume, with_rois=with_rois, with_colorbar=True,
+                                  with_curvature=s["with_curvature"], height=s["height"], dpi=s["dpi"],
+                                  colorbar_ticks=ticks, bgcolor="white")
     log.info("flatmap of %s -> %s (%s/%s, ROI outlines %s)", map_path, out_png, s["subject"], s["transform"],
              "on" if with_rois else "off")
+
+
+def render_flatmaps(maps: Mapping[str, Mapping], out_dir, settings: Mapping | None, transform_dir=None,
+                    nsd_subject: str | None = None) -> None:
+    """One flatmap PNG per map into ``out_dir`` (pycortex set up once for all).
+
+    Parameters
+    ----------
+    maps : mapping
+        PNG name (without ``.png``) -> ``{"map": NIfTI, "kind": ..., "mask": NIfTI or None,
+        "labels": TSV or None}`` (see :func:`render_flatmap`).
+    out_dir : path
+        Folder of the PNGs; it is complete only when this function returns (built in a
+        temporary sibling and renamed).
+    settings, transform_dir, nsd_subject
+        As in :func:`render_flatmap`.
+    """
+    s = flatmap_settings(settings, nsd_subject)
+    out_dir = Path(out_dir)
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        with _locked(Path(s["filestore"])):
+            cortex = prepare_filestore(s, transform_dir)
+            for name, panel in maps.items():
+                _draw_one(cortex, s, panel["map"], partial / f"{name}.png", panel.get("kind", "value"),
+                          panel.get("mask"), panel.get("labels"))
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    shutil.rmtree(out_dir, ignore_errors=True)
+    partial.rename(out_dir)
 
 
 def render_panel(grid: Sequence[Sequence[Mapping | None]], out_png, settings: Mapping | None, transform_dir=None,
@@ -465,3 +494,37 @@ def figure9(layer_maps: Mapping, label_tables: Mapping, out_png, settings: Mappi
     row = [{"map": path, "labels": label_tables[stage], "kind": "layer", "title": f"best U-Net block, {stage}"}
            for stage, path in layer_maps.items()]
     render_panel([row], out_png, settings, transform_dir, title="U-Net layers", nsd_subject=nsd_subject)
+
+
+#: Paper figures :func:`paper_figure` draws, and what their ``spec`` holds.
+FIGURES = {
+    "figure6": "{'r': {feature: r NIfTI}, 'significant': {feature: significance NIfTI}}",
+    "figure7": "{column label: {band: unique-variance NIfTI}} over noise levels",
+    "figure8": "{column label: {band: unique-variance NIfTI}} over denoising stages",
+    "figure9": "{'layers': {stage: best-layer NIfTI}, 'labels': {stage: label TSV}}",
+}
+
+
+def paper_figure(figure: str, spec: Mapping, out_png, settings: Mapping | None, transform_dir=None,
+                 nsd_subject: str | None = None) -> None:
+    """Draw one of the paper's encoding figures (6, 7, 8 or 9) from its maps.
+
+    Parameters
+    ----------
+    figure : str
+        A key of :data:`FIGURES`.
+    spec : mapping
+        The maps of that figure, shaped as :data:`FIGURES` says.
+    out_png, settings, transform_dir, nsd_subject
+        As in :func:`render_panel`.
+    """
+    if figure not in FIGURES:
+        raise ValueError(f"unknown figure {figure!r}; known: {sorted(FIGURES)}")
+    if figure == "figure6":
+        figure6(spec["r"], spec["significant"], out_png, settings, transform_dir, nsd_subject)
+    elif figure == "figure9":
+        figure9(spec["layers"], spec["labels"], out_png, settings, transform_dir, nsd_subject)
+    else:
+        what = "noise levels" if figure == "figure7" else "denoising stages"
+        title = f"{nsd_subject or ''} unique variance of z and zc over {what}".strip()
+        figure_unique(spec, out_png, settings, transform_dir, title=title, nsd_subject=nsd_subject)

@@ -44,6 +44,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..config import section_defaults
+
 __all__ = [
     "FEATURE_DEFAULTS",
     "FeatureSpec",
@@ -56,17 +58,8 @@ __all__ = [
     "feature_names",
 ]
 
-#: Defaults of ``config["features"]`` (the paper's values where it states one).
-def _schema_defaults() -> dict:
-    # One source of truth: the defaults of ``features`` in the configuration schema.
-    from ..config import load_schema
-
-    properties = load_schema()["properties"]["features"]["properties"]
-    return {key: spec["default"] for key, spec in properties.items()}
-
-
 #: Defaults of ``config["features"]`` (the paper's values where it states one), from the schema.
-FEATURE_DEFAULTS: dict = _schema_defaults()
+FEATURE_DEFAULTS: dict = section_defaults("features")
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 

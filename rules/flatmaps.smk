@@ -1,0 +1,52 @@
+# pycortex flatmaps of the encoding maps: the paper's Figures 6-9 and one PNG per map.
+# A failed flatmap fails only these jobs: the NIfTI maps come from rules/encoding.smk.
+
+
+rule draw_paper_figure:
+    input:
+        maps=figure_maps,
+        transform=flatmap_transform(),
+    output:
+        report(
+            "results/{subject}/flatmaps/{figure}.png",
+            caption="../report/flatmap_figure.rst",
+            category="Encoding flatmaps",
+            subcategory="{subject}",
+            labels={"subject": "{subject}", "figure": "{figure}"},
+        ),
+    params:
+        spec=lambda wildcards: figure_spec(wildcards.subject, wildcards.figure),
+        settings=config["flatmaps"],
+        transform_dir=lambda wildcards, input: input.transform[0] if len(input.transform) else None,
+    log:
+        "logs/flatmaps/draw_paper_figure/{subject}_{figure}.log",
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/cpu.yaml"
+    script:
+        "../workflow_scripts/draw_paper_figure.py"
+
+
+rule draw_map_flatmaps:
+    input:
+        maps=per_map_inputs,
+        transform=flatmap_transform(),
+    output:
+        directory("results/{subject}/flatmaps/maps"),
+    params:
+        maps=per_map_flatmaps,
+        settings=config["flatmaps"],
+        transform_dir=lambda wildcards, input: input.transform[0] if len(input.transform) else None,
+    log:
+        "logs/flatmaps/draw_map_flatmaps/{subject}.log",
+    benchmark:
+        "benchmarks/flatmaps/draw_map_flatmaps/{subject}.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/cpu.yaml"
+    script:
+        "../workflow_scripts/draw_map_flatmaps.py"

@@ -1,0 +1,75 @@
+"""Manifests: every output file of a subject with its size and SHA-256, as TSV.
+
+A manifest is the target that builds (or rebuilds) one subject, and the record that
+compares runs: two runs of the same configuration give identical manifests.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from .io import atomic_path
+
+log = logging.getLogger(__name__)
+
+__all__ = ["file_digest", "expand_paths", "write_manifest", "read_manifest"]
+
+_CHUNK = 1 << 20
+
+
+def file_digest(path) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def expand_paths(paths: Iterable) -> list[Path]:
+    """Files of ``paths``, folders expanded into their files (sorted, hidden files skipped).
+
+    Raises
+    ------
+    FileNotFoundError
+        A path that does not exist (named).
+    """
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"manifest: {path} does not exist")
+    return files
+
+
+def write_manifest(paths: Iterable, out_tsv) -> None:
+    """Write ``path``, ``bytes`` and ``sha256`` of every file of ``paths`` (folders expanded).
+
+    Parameters
+    ----------
+    paths : iterable of path
+        Output files and folders (relative paths are written as given).
+    out_tsv : path
+        The manifest (written atomically).
+    """
+    files = expand_paths(paths)
+    with atomic_path(out_tsv) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(["path", "bytes", "sha256"])
+        for path in files:
+            writer.writerow([os.fspath(path), path.stat().st_size, file_digest(path)])
+    log.info("manifest of %d files -> %s", len(files), out_tsv)
+
+
+def read_manifest(path) -> dict[str, str]:
+    """Path -> SHA-256 of a manifest written by :func:`write_manifest`."""
+    with open(path, newline="") as handle:
+        return {row["path"]: row["sha256"] for row in csv.DictReader(handle, delimiter="\t")}

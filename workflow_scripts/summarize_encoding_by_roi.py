@@ -1,0 +1,12 @@
+"""Rule summarize_encoding_by_roi: mean r and fraction of significant voxels per streams label."""
+
+from brainldm.encoding import roi_summary
+from brainldm.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+roi_summary(
+    result_paths=list(snakemake.input.results),
+    streams_path=snakemake.input.streams,
+    out_tsv=snakemake.output[0],
+    settings=snakemake.params.settings,
+)
