@@ -101,9 +101,15 @@ def all_targets():
     targets = [*trials_tables(), "results/stimuli/stimuli.h5"]
     targets += [subject_manifest(subject) for subject in SUBJECTS]
     targets.append("results/job_benchmarks.tsv")
+    targets += POOLED_EVALUATION
     if USES_SYNTHETIC_NSD:
         targets += [f"{SYNTHETIC_TRUTH}/{subject}.h5" for subject in SUBJECTS]
     return targets
+
+
+# Evaluation: per-subject files (results/{subject}/evaluation/) and the tables over subjects.
+EVALUATION_FILES = ("identification.tsv", "community.tsv", "best_samples.tsv", "best_samples.png")
+POOLED_EVALUATION = [f"results/evaluation/{name}" for name in ("identification.tsv", "identification.png", "community.tsv")]
 
 
 def subject_manifest(subject):
@@ -125,6 +131,7 @@ def subject_outputs(wildcards):
         out += best_layer_files(subject, stage).values()
     out.append(f"results/{subject}/encoding/roi_summary.tsv")
     out += flatmap_outputs(subject)
+    out += [f"results/{subject}/evaluation/{name}" for name in EVALUATION_FILES]
     return out
 
 

@@ -28,6 +28,15 @@ def test_dry_run_lists_the_dag(tmp_path):
     assert counts["split_trials"] == counts["extract_stimuli"] == counts["extract_features"] == 1
     assert counts["reduce_features"] == counts["reconstruct_images"] == len(subjects)
     assert counts["decode_latent"] == 2 * len(subjects)
+    config = yaml.safe_load(SMALL_CONFIG.read_text())["features"]
+    n_features = 2 + len(config["strengths"]) * len(config["stages"]) + len(config["unet_blocks"]) * len(config["stages"])
+    assert counts["encode_feature"] == n_features * len(subjects)
+    # joint z + zc models: noise levels at the final stage and stages at the largest noise level
+    assert counts["encode_banded"] == (len(config["strengths"]) + len(config["stages"]) - 1) * len(subjects)
+    assert counts["map_best_unet_layer"] == len(config["stages"]) * len(subjects)
+    assert counts["draw_paper_figure"] == 4 * len(subjects)
+    assert counts["evaluate_subject"] == counts["write_subject_manifest"] == len(subjects)
+    assert counts["evaluate_pooled"] == counts["summarize_job_benchmarks"] == 1
     assert not (tmp_path / "resources").exists()
 
 
