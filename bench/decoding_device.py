@@ -1,7 +1,8 @@
 """Benchmark: decoding ridge (himalaya ``torch_cuda``) and img2img reconstruction (SD 1.4, fp16) on a GPU.
 
-Part 1, ridge: the decoder's own function, :func:`brainldm.ridge.fit_predict` (RidgeCV,
-an alpha per target by 5-fold CV over 10 alphas, targets in batches of
+Part 1, ridge: the decoder's own function, :func:`brainldm.ridge.fit_predict` (himalaya
+RidgeCV's results: an alpha per target by 5-fold CV over 10 alphas; each fold
+eigendecomposed once, in float64, for all target batches; targets in batches of
 ``--n-targets-batch``, the pipeline's default 4096), on the ``torch_cuda`` backend with
 data in host memory as the pipeline holds it. Planted linear data, float32:
 ``--train`` training trials (NSD subj01: 24,980) x voxels -> ``--targets`` targets
@@ -349,8 +350,8 @@ def write_markdown(results: dict, args, device: torch.device) -> None:
         f"Time grows as voxels^{sc['exponent']:.2f} between the calibration sizes; the large size is the most "
         f"voxels (<= {args.voxels:,}) whose predicted time ({sc['predicted_s']:.0f} s) fits {sc['per_run_budget_s']:.0f} "
         f"s per run. Data made on the device, held in host memory as the pipeline holds it "
-        f"({ridge['data_s']:.0f} s). `fit_predict` fits each target batch separately, so the fold SVDs are "
-        "computed once per batch.",
+        f"({ridge['data_s']:.0f} s). `fit_predict` eigendecomposes the Gram matrix of each fold's training rows "
+        "and of all rows once (float64, on the device), then fits every target batch against them.",
         "",
         f"## img2img (Xzc, `Reconstructor.image_to_image`), {img['model']}",
         "",

@@ -1,14 +1,16 @@
-"""Benchmark: the decoder's ridge (himalaya, alpha per target) against scikit-learn's RidgeCV, CPU.
+"""Benchmark: the decoder's ridge (alpha per target, himalaya backend) against scikit-learn's RidgeCV, CPU.
 
 Same synthetic data for every variant (float32, planted linear, ``--train`` training
 rows x ``--voxels`` voxels -> ``--targets`` targets, plus ``--test`` held-out rows),
 same alpha grid (``--alphas``, log-spaced), same 5-fold unshuffled KFold:
 
-* ``himalaya``: :func:`brainldm.ridge.fit_predict`, the decoder's code (numpy
-  backend, one alpha per target, targets in batches of the pipeline's default
-  ``n_targets_batch`` 4096);
-* ``himalaya_one_batch``: the same with every target in one batch (``fit_predict``
-  recomputes the fold SVDs for each target batch: this shows what the batching costs);
+* ``himalaya``: :func:`brainldm.ridge.fit_predict`, the decoder's code (himalaya's
+  numpy backend, one alpha per target, targets in batches of the pipeline's default
+  ``n_targets_batch`` 4096). It gives himalaya ``RidgeCV``'s results (tested) but
+  diagonalises each fold once for all target batches;
+* ``himalaya_ridgecv``: himalaya's own ``RidgeCV(fit_intercept=True)`` in one call,
+  ``solver_params`` ``local_alpha=True, n_targets_batch=4096`` (its other defaults), on
+  the same standardised X: a reference for ``fit_predict``;
 * ``sklearn``: ``sklearn.linear_model.RidgeCV(alphas, cv=5)`` on the same
   standardised X. With ``cv=5`` scikit-learn cannot choose an alpha per target
   (``alpha_per_target`` needs its default leave-one-out CV): it picks one alpha for
@@ -47,7 +49,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from machine import describe  # noqa: E402
 
-VARIANTS = ("himalaya", "himalaya_one_batch", "sklearn", "data_only")
+VARIANTS = ("himalaya", "himalaya_ridgecv", "sklearn", "data_only")
 PIPELINE_TARGETS_BATCH = 4096  # config schema default of decoding.n_targets_batch
 
 
@@ -95,13 +97,25 @@ def child(variant: str, folder: Path, alphas: list[float], cv: int, out: Path) -
         scaler = Standardizer.fit(x_train)
         scaler.transform(x_train), scaler.transform(x_test)
         predictions = None
-    elif variant.startswith("himalaya"):
-        batch = PIPELINE_TARGETS_BATCH if variant == "himalaya" else None
-        fit = fit_predict(x_train, y_train, x_test, alphas, cv=cv, backend="numpy", n_targets_batch=batch)
+    elif variant == "himalaya":
+        fit = fit_predict(x_train, y_train, x_test, alphas, cv=cv, backend="numpy",
+                          n_targets_batch=PIPELINE_TARGETS_BATCH)
         predictions = fit.predictions
-        result["n_targets_batch"] = batch or y_train.shape[1]
+        result["n_targets_batch"] = PIPELINE_TARGETS_BATCH
         result["alphas_chosen"] = {f"{a:g}": int(np.isclose(fit.best_alphas, a).sum()) for a in alphas}
         result["alpha_at_edge_fraction"] = float(fit.alpha_at_edge.mean())
+    elif variant == "himalaya_ridgecv":
+        from himalaya.backend import set_backend
+        from himalaya.ridge import RidgeCV as HimalayaRidgeCV
+
+        set_backend("numpy")
+        scaler = Standardizer.fit(x_train)
+        xt, xs = scaler.transform(x_train), scaler.transform(x_test)
+        model = HimalayaRidgeCV(alphas=np.asarray(alphas), cv=cv, fit_intercept=True, solver_params={
+            "local_alpha": True, "n_targets_batch": PIPELINE_TARGETS_BATCH, "warn": False}).fit(xt, y_train)
+        predictions = np.asarray(model.predict(xs), dtype=np.float32)
+        result["n_targets_batch"] = PIPELINE_TARGETS_BATCH
+        result["alphas_chosen"] = {f"{a:g}": int(np.isclose(model.best_alphas_, a, rtol=1e-5).sum()) for a in alphas}
     elif variant == "sklearn":
         scaler = Standardizer.fit(x_train)  # the same standardisation as fit_predict
         xt, xs = scaler.transform(x_train), scaler.transform(x_test)
@@ -132,6 +146,7 @@ def child(variant: str, folder: Path, alphas: list[float], cv: int, out: Path) -
 def run_once(variant: str, folder: Path, args, tag: str) -> dict:
     """A separate process per run; ru_maxrss of children is a running maximum, hence the intermediate."""
     out = folder / f"{variant}-{tag}.json"
+    load = os.getloadavg()[0]
     command = [sys.executable, __file__, "--child", variant, str(folder), str(out),
                "--cv", str(args.cv), "--alphas", *map(str, args.alpha_grid)]
     wrapper = ("import resource,subprocess,sys,time;t=time.perf_counter();"
@@ -140,7 +155,7 @@ def run_once(variant: str, folder: Path, args, tag: str) -> dict:
     wall, rss = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True,
                                check=True).stdout.split()[-2:]
     result = json.loads(out.read_text())
-    result.update({"wall_s": float(wall), "peak_rss_mb": float(rss)})
+    result.update({"wall_s": float(wall), "peak_rss_mb": float(rss), "load_1min": load})
     return result
 
 
@@ -181,7 +196,8 @@ def main() -> None:
             for variant in args.variants:
                 run = run_once(variant, folder, args, str(repeat))
                 results["runs"][variant].append(run)
-                print(f"{variant} run {repeat + 1}: {run['wall_s']:.1f} s wall ({run['fit_s']:.1f} s fit), "
+                print(f"{variant} run {repeat + 1} (load {run['load_1min']:.1f}): {run['wall_s']:.1f} s wall "
+                      f"({run['fit_s']:.1f} s fit, {run['fit_cpu_s']:.1f} s CPU), "
                       f"peak RSS {run['peak_rss_mb']:.0f} MB, test r median {run.get('test_r_median', float('nan')):.3f}",
                       flush=True)
     results["load_average_end"] = os.getloadavg()
@@ -197,11 +213,12 @@ def main() -> None:
     results["summary"] = summary
     ratios = {}
     if "sklearn" in summary:
-        for variant in ("himalaya", "himalaya_one_batch"):
+        for variant in ("himalaya", "himalaya_ridgecv"):
             if variant in summary:
                 ratios[variant] = {
                     "time_sklearn_over_himalaya": summary["sklearn"]["fit_s"] / summary[variant]["fit_s"],
                     "wall_sklearn_over_himalaya": summary["sklearn"]["wall_s"] / summary[variant]["wall_s"],
+                    "cpu_sklearn_over_himalaya": summary["sklearn"]["fit_cpu_s"] / summary[variant]["fit_cpu_s"],
                     "peak_rss_himalaya_over_sklearn": summary[variant]["peak_rss_mb"] / summary["sklearn"]["peak_rss_mb"],
                 }
                 if "data_only" in summary:
@@ -223,39 +240,43 @@ def write_markdown(results: dict, args) -> None:
             command += f" --{flag} {getattr(args, flag)}"
     command += "`"
     alphas = ", ".join(f"{a:.3g}" for a in results["alphas"])
-    fold_train = d["train"] - d["train"] // results["cv"]
-    mats = len(results["alphas"]) * d["voxels"] * fold_train * 4 / 2**20
-    tests = len(results["alphas"]) * (d["train"] // results["cv"]) * fold_train * 4 / 2**20
-    preds = len(results["alphas"]) * (d["train"] // results["cv"]) * d["targets"] * 4 / 2**20
+    cv, n, p, n_test = results["cv"], d["train"], d["voxels"], d["test"]
+    mb = 4 / 2**20  # float32
+    batch = min(PIPELINE_TARGETS_BATCH, d["targets"])
+    decompositions = ((cv + 1) * p * p + (n + n_test) * p) * mb
+    loads = [r["load_1min"] for runs in results["runs"].values() for r in runs if "load_1min" in r]
     lines = [
-        "# Decoder ridge: himalaya (alpha per target) vs scikit-learn RidgeCV (CPU)",
+        "# Decoder ridge: `fit_predict` (himalaya backend, alpha per target) vs scikit-learn RidgeCV (CPU)",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}, Python {m['python']}, numpy "
-        f"{results['numpy']}, himalaya {results['himalaya']} (numpy backend), scikit-learn {results['sklearn']}.",
+        f"Machine: {m['cpu']}, {m['cores']} cores (shared with other jobs), GPU: {m['gpu'] or 'none'}, Python "
+        f"{m['python']}, numpy {results['numpy']}, himalaya {results['himalaya']} (numpy backend), scikit-learn "
+        f"{results['sklearn']}.",
         f"Command: {command}",
         "",
-        f"Data: float32, {d['train']:,} training rows x {d['voxels']:,} voxels -> {d['targets']:,} targets, "
-        f"{d['test']:,} held-out test rows; planted linear (voxels mix {d['latent_sources']} shared sources plus "
+        f"Data: float32, {n:,} training rows x {p:,} voxels -> {d['targets']:,} targets, "
+        f"{n_test:,} held-out test rows; planted linear (voxels mix {d['latent_sources']} shared sources plus "
         f"their own noise; Y = X W + noise, per-target SNR log-uniform in {d['snr_range'][0]}-{d['snr_range'][1]}, "
         "non-zero target means). "
-        f"Alpha grid ({len(results['alphas'])} values, the same for all): {alphas}. {results['cv']}-fold unshuffled KFold. "
+        f"Alpha grid ({len(results['alphas'])} values, the same for all): {alphas}. {cv}-fold unshuffled KFold. "
         "X standardised with the training rows' statistics, intercept fitted, in every variant.",
         f"Each run is its own process (wall time of the process including imports and loading the .npy files; fit "
         f"time measured inside it; peak RSS of the process). Medians of {results['repeats']} runs, variants "
-        "alternating. Load average at start / end: "
-        f"{results['load_average_start'][0]:.2f} / {results['load_average_end'][0]:.2f}.",
+        "alternating. Load average (1 min) at start / end: "
+        f"{results['load_average_start'][0]:.2f} / {results['load_average_end'][0]:.2f}"
+        + (f"; at the start of the runs: {min(loads):.1f}-{max(loads):.1f} on {m['cores']} cores, so the "
+           "fit times are wall times on a shared machine (the CPU seconds are given too)." if loads else "."),
         "",
         "| variant | alpha | median fit s | runs, fit s | median wall s | median fit CPU s | peak RSS MB | "
         "test r (median over targets) | r, lowest-SNR quartile | r, highest-SNR quartile | "
         "r vs noiseless test targets | r per test image |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    labels = {"himalaya": f"himalaya `fit_predict`, targets in batches of {PIPELINE_TARGETS_BATCH}",
-              "himalaya_one_batch": "himalaya `fit_predict`, all targets in one batch",
+    labels = {"himalaya": f"`fit_predict` (decoder), targets in batches of {PIPELINE_TARGETS_BATCH}",
+              "himalaya_ridgecv": f"himalaya `RidgeCV`, one call, solver `n_targets_batch={PIPELINE_TARGETS_BATCH}`",
               "sklearn": "scikit-learn `RidgeCV(cv=5)`", "data_only": "data only (imports, load, standardise)"}
     for variant, row in s.items():
         if "alphas_chosen" in row:
-            used = {a: n for a, n in row["alphas_chosen"].items() if n}
+            used = {a: k for a, k in row["alphas_chosen"].items() if k}
             alpha = f"per target ({len(used)} distinct values used)"
         elif "alpha_chosen" in row:
             alpha = f"one for all: {row['alpha_chosen']:.3g}"
@@ -269,39 +290,62 @@ def write_markdown(results: dict, args) -> None:
                      f"{row['fit_cpu_s']:.1f} | {row['peak_rss_mb']:.0f} | " + " | ".join(r) + " |")
     lines.append("")
     for variant, ratio in ratios.items():
-        line = (f"**{labels[variant]}: scikit-learn time / himalaya time = "
+        line = (f"**{labels[variant]}: scikit-learn time / its time = "
                 f"{ratio['time_sklearn_over_himalaya']:.2f}** (fit; {ratio['wall_sklearn_over_himalaya']:.2f} in "
-                f"process wall time; > 1 means himalaya is faster); peak RSS himalaya / scikit-learn = "
-                f"**{ratio['peak_rss_himalaya_over_sklearn']:.2f}**")
+                f"process wall time, {ratio['cpu_sklearn_over_himalaya']:.2f} in fit CPU time; > 1 means faster than "
+                f"scikit-learn); peak RSS it / scikit-learn = **{ratio['peak_rss_himalaya_over_sklearn']:.2f}**")
         if "rss_above_data_himalaya_over_sklearn" in ratio:
             line += (f" ({ratio['rss_above_data_himalaya_over_sklearn']:.2f} counting only the memory above the "
                      "data-only floor)")
         lines.append(line + ".")
         lines.append("")
     if "himalaya" in s and "alphas_chosen" in s["himalaya"]:
-        counts = ", ".join(f"{a}: {n}" for a, n in s["himalaya"]["alphas_chosen"].items())
-        lines += [f"Alphas chosen by himalaya (targets per alpha): {counts}; "
-                  f"{100 * s['himalaya']['alpha_at_edge_fraction']:.1f}% at the grid's edge.", ""]
+        counts = ", ".join(f"{a}: {k}" for a, k in s["himalaya"]["alphas_chosen"].items())
+        lines += [f"Alphas chosen by `fit_predict` (targets per alpha): {counts}; "
+                  f"{100 * s['himalaya']['alpha_at_edge_fraction']:.1f}% at the grid's edge."]
+        if "himalaya_ridgecv" in s:
+            same = s["himalaya_ridgecv"]["alphas_chosen"] == s["himalaya"]["alphas_chosen"]
+            lines.append(f"himalaya `RidgeCV` chose {'the same counts' if same else 'different counts: '}"
+                         + ("" if same else ", ".join(f"{a}: {k}" for a, k in
+                                                      s["himalaya_ridgecv"]["alphas_chosen"].items())) + ".")
+        lines.append("")
     lines += [
         "## Reading",
         "",
         "* scikit-learn's `RidgeCV` with `cv=5` runs a grid search (`GridSearchCV` over `Ridge`) and picks **one "
         "alpha for all targets** (best mean R^2); `alpha_per_target=True` is only allowed with its default "
         "leave-one-out (efficient LOO/GCV) CV, which is not the K-fold CV the decoder uses. The scikit-learn model is "
-        "therefore weaker where targets' SNRs differ; the test correlations above compare the quality of both.",
-        "* himalaya diagonalises each fold's X once (SVD) and evaluates every alpha for every target from it; "
-        "scikit-learn refits `Ridge` (Cholesky on X'X) once per fold and alpha, then once more on all rows.",
-        f"* `fit_predict` calls `RidgeCV` once per target batch, so the {results['cv']} fold SVDs and the refit's "
-        "are recomputed for each batch: the one-batch row shows what batching costs at this size.",
-        f"* Memory: for each fold himalaya builds the prediction matrices of all {len(results['alphas'])} alphas at "
-        f"once (alphas x voxels x training rows of the fold, float32: {mats:.0f} MB, and as much again while they "
-        f"are built), their product with the fold's test rows ({tests:.0f} MB) and the predictions of every alpha "
-        f"for every target of the batch ({preds:.0f} MB for {d['targets']:,} targets); the refit holds weights for "
-        "every alpha some target chose. scikit-learn holds X'X and X'Y for one alpha at a time. `fit_predict` "
-        "passes `n_alphas_batch=None`; a smaller value (and himalaya's own `n_targets_batch` in `solver_params`, "
-        "which reuses the fold SVDs for all target batches) would bound this without the extra SVDs.",
-        "",
+        "therefore weaker where targets' SNRs differ; the test correlations above compare the quality of both. "
+        "It refits `Ridge` (Cholesky on X'X) once per fold and alpha, then once more on all rows.",
+        "* `fit_predict` gives himalaya `RidgeCV`'s results (same folds, score, alpha per target, intercept; "
+        "`tests/test_ridge.py` compares them) but organises the work for many targets: the Gram matrix of every "
+        f"fold's training rows and of all rows is eigendecomposed once ({cv + 1} eigendecompositions of "
+        f"{p:,} x {p:,}, float64, from block Gram matrices: no copy of X per fold), before any target is read; "
+        f"then each batch of targets is read once and costs, per fold and alpha, one product of the fold's "
+        f"rotated validation rows ({n // cv:,} x {p:,}) with the batch's rotated X'Y ({p:,} x batch). Memory: "
+        f"the decompositions ({cv + 1} matrices {p:,} x {p:,} and the rotated rows, {decompositions:.0f} MB here, "
+        "independent of the number of targets) plus a few arrays of voxels x batch and validation rows x batch "
+        f"({batch:,} targets: about {(3 * p + 3 * (n // cv)) * batch * mb:.0f} MB); the targets of a batch are "
+        "used where they lie (an in-memory array is not copied; the pipeline reads them from HDF5 one batch at a "
+        "time).",
+        "* himalaya's `RidgeCV` diagonalises each fold by an SVD of the fold's rows, then for each fold builds "
+        f"the prediction matrices of all alphas at once ({len(results['alphas'])} x {p:,} x {n - n // cv:,}, "
+        f"float32: {len(results['alphas']) * p * (n - n // cv) * mb:.0f} MB, and their product with the validation "
+        "rows) and multiplies them with the targets of the fold's training rows: per fold, alpha and target "
+        f"{n - n // cv:,} x {n // cv:,} multiply-adds against `fit_predict`'s {p:,} x {n // cv:,} "
+        f"({(n - n // cv) / p:.1f} times as many here), plus the per-alpha matrices.",
+        "* The eigendecompositions run on one BLAS thread: LAPACK's tridiagonal reduction is matrix-vector work "
+        "that OpenBLAS's second thread barely speeds up and that collapses when the cores are shared (measured "
+        "apart from this script on the same machine under load: 2,000 x 2,000, float64, 14 s on two threads, "
+        "2.4 s on one). Everything else uses both cores.",
     ]
+    if loads and max(loads) > 1.5 * m["cores"]:
+        lines.append(
+            f"* Load: other jobs kept {min(loads):.0f}-{max(loads):.0f} runnable processes on the {m['cores']} cores "
+            "throughout, so every wall time above is stretched several-fold against an idle machine and the "
+            "variants' ratios carry that noise; the CPU-second ratio depends less on it (although busy-waiting "
+            "BLAS threads also inflate CPU seconds under load). Peak RSS does not depend on the load.")
+    lines.append("")
     (args.out / "decoding_ridge.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

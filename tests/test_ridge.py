@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brainldm.ridge import RowsOf, Standardizer, columnwise_correlation, fit_predict, resolve_backend
+from brainldm.ridge import RowsOf, Standardizer, columnwise_correlation, fit_predict, fold_bounds, resolve_backend
 
 ALPHAS = np.logspace(-2, 5, 15)
 
@@ -39,10 +39,68 @@ def test_target_batches_give_the_same_predictions(problem):
     np.testing.assert_array_equal(batched.best_alphas, whole.best_alphas)
 
 
+def himalaya_reference(x_train, y_train, x_test, alphas, cv=5):
+    """himalaya's own RidgeCV (alpha per target, intercept) on the same standardised X."""
+    from himalaya.backend import set_backend
+    from himalaya.ridge import RidgeCV
+
+    backend = set_backend("numpy")
+    scaler = Standardizer.fit(x_train)
+    model = RidgeCV(alphas=alphas, cv=cv, fit_intercept=True, solver_params={"local_alpha": True, "warn": False})
+    model.fit(scaler.transform(x_train), np.asarray(y_train, np.float32))
+    return (backend.to_numpy(model.predict(scaler.transform(x_test))), backend.to_numpy(model.best_alphas_),
+            backend.to_numpy(model.cv_scores_).reshape(-1))
+
+
+@pytest.mark.parametrize(
+    ("n_train", "n_features", "backend", "batch"),
+    [(203, 30, "numpy", None), (157, 60, "numpy", 4), (90, 120, "numpy", 5), (203, 30, "torch", 7)],
+)
+def test_same_results_as_himalaya_ridgecv(rng, n_train, n_features, backend, batch):
+    """Same folds, score, alpha per target, intercept and predictions as himalaya's RidgeCV.
+
+    Row counts not divisible by the folds, targets with different noise and means, and
+    (90 x 120) more voxels than rows.
+    """
+    if backend == "torch":
+        pytest.importorskip("torch")
+    n_targets, n_test = 17, 40
+    x = rng.normal(size=(n_train + n_test, n_features)) * rng.uniform(0.5, 4, n_features)
+    x += rng.normal(size=n_features) * 3
+    y = x @ rng.normal(size=(n_features, n_targets)) + rng.normal(size=n_targets) * 10
+    y += rng.normal(size=y.shape) * rng.uniform(0.5, 60, n_targets)
+    x_train, x_test = x[:n_train].astype(np.float32), x[n_train:].astype(np.float32)
+    y_train = y[:n_train].astype(np.float32)
+    y_copy = y_train.copy()
+    fit = fit_predict(x_train, y_train, x_test, ALPHAS, cv=5, backend=backend, n_targets_batch=batch)
+    predictions, best_alphas, cv_scores = himalaya_reference(x_train, y_train, x_test, ALPHAS)
+    assert len(np.unique(best_alphas)) > 3  # the targets do need different alphas
+    np.testing.assert_allclose(fit.best_alphas, best_alphas, rtol=1e-5)
+    np.testing.assert_allclose(fit.predictions, predictions, rtol=1e-4, atol=1e-4 * np.abs(predictions).max())
+    np.testing.assert_allclose(fit.cv_scores, cv_scores, rtol=1e-4)
+    np.testing.assert_array_equal(y_train, y_copy)  # the caller's targets are not centred in place
+
+
+def test_folds_are_unshuffled_kfold():
+    from sklearn.model_selection import KFold
+
+    for n_rows, cv in ((100, 5), (103, 5), (7, 7), (24980, 5)):
+        expected = [(int(val[0]), int(val[-1]) + 1) for _, val in KFold(cv).split(np.zeros(n_rows))]
+        assert fold_bounds(n_rows, cv) == expected
+
+
 def test_alpha_at_the_edge_is_flagged(problem):
     x_train, y_train, x_test, _ = problem
     fit = fit_predict(x_train, y_train, x_test, [1e6, 1e7], backend="numpy")
     assert fit.alpha_at_edge.all()
+
+
+@pytest.mark.parametrize(("cv", "message"), [(1, "cv must be an integer"), (2.5, "cv must be an integer"),
+                                             (301, "301-fold CV needs at least 301 training rows")])
+def test_bad_fold_count_is_named(problem, cv, message):
+    x_train, y_train, x_test, _ = problem
+    with pytest.raises(ValueError, match=message):
+        fit_predict(x_train, y_train, x_test, ALPHAS, cv=cv, backend="numpy")
 
 
 def test_standardizer_uses_training_statistics(rng):
@@ -60,6 +118,9 @@ def test_standardizer_uses_training_statistics(rng):
         (lambda x, y, t, a: (np.where(np.arange(len(x))[:, None] == 7, np.nan, x), y, t, a), r"X train: .*NaN.*rows \[7\]"),
         (lambda x, y, t, a: (x, np.where(np.arange(len(y))[:, None] == 3, np.inf, y), t, a), r"Y train .*infinite.*rows \[3\]"),
         (lambda x, y, t, a: (x, y, t, []), "the alpha grid is empty"),
+        (lambda x, y, t, a: (x, y, t, [1.0, -2.0]), r"alphas must be positive.*-2\.0"),
+        (lambda x, y, t, a: (x, y, t, [1.0, np.nan]), "alphas must be positive and finite"),
+        (lambda x, y, t, a: (x, y, np.where(np.arange(len(t))[:, None] == 2, np.inf, t), a), r"X test: .*rows \[2\]"),
         (lambda x, y, t, a: (x[:, :0], y, t[:, :0], a), "no columns"),
     ],
 )

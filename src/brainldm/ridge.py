@@ -1,12 +1,14 @@
-"""Ridge regression with an alpha per target chosen by cross-validation (himalaya).
+"""Ridge regression with an alpha per target chosen by cross-validation (himalaya's RidgeCV results).
 
 Shared by decoding (voxels -> latent dimensions) and encoding (features -> voxels).
-The backend is a parameter: ``auto`` means ``torch_cuda`` when CUDA is present,
-``numpy`` otherwise.
+:func:`fit_predict` reproduces himalaya's ``RidgeCV`` (K-fold CV, an alpha per target,
+intercept) but diagonalises each fold once for all target batches; it runs on a
+himalaya backend: ``auto`` means ``torch_cuda`` when CUDA is present, ``numpy`` otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -75,8 +77,177 @@ class RidgeFit:
 
     predictions: np.ndarray  # (n_test, n_targets)
     best_alphas: np.ndarray  # (n_targets,)
-    cv_scores: np.ndarray  # (n_targets,) best cross-validated score
+    cv_scores: np.ndarray  # (n_targets,) best cross-validated score (negative MSE, mean over folds)
     alpha_at_edge: np.ndarray  # (n_targets,) bool: chosen alpha is the smallest or largest of the grid
+
+
+def fold_bounds(n_rows: int, cv: int) -> list[tuple[int, int]]:
+    """Validation rows ``[start, stop)`` of each fold of scikit-learn's unshuffled ``KFold(cv)``."""
+    edges = np.cumsum([0] + [len(part) for part in np.array_split(np.arange(n_rows), cv)])
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+@contextlib.contextmanager
+def _one_cpu_thread(backend):
+    """Run the block on one CPU thread of ``backend``'s LAPACK (torch's threads, or BLAS via threadpoolctl)."""
+    if backend.name == "torch":  # CPU tensors
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - installed with scikit-learn, himalaya's dependency
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
+def _eigh(backend, gram):
+    """Eigenvalues (clipped at 0) and eigenvectors of the symmetric ``gram``, which may be overwritten.
+
+    On a CPU, on one thread: the tridiagonal reduction inside LAPACK's symmetric
+    eigensolvers is matrix-vector work that a second thread barely speeds up and that
+    collapses when the cores are shared (2,000 x 2,000, float64, two cores under load:
+    14 s on two OpenBLAS threads, 2.4 s on one). On the numpy backend: ``syevr`` in
+    place (small workspace).
+    """
+    if backend.name == "numpy":
+        import scipy.linalg
+
+        with _one_cpu_thread(backend):  # gram.T: the same symmetric matrix, Fortran-ordered: LAPACK works in it
+            values, vectors = scipy.linalg.eigh(gram.T, overwrite_a=True, check_finite=False, driver="evr")
+    elif backend.name == "torch":
+        with _one_cpu_thread(backend):
+            values, vectors = backend.eigh(gram)
+    else:
+        values, vectors = backend.eigh(gram)
+    return values * (values > 0), vectors
+
+
+@dataclass
+class _Eig:
+    """Ridge of one set of training rows, diagonalised: ``(X'X + a I)^-1 = V diag(1 / (lam + a)) V'``.
+
+    X is centred with the training rows' mean ``mean``; ``rows`` are the rows to predict
+    (a fold's validation rows, or the test rows), centred the same way and rotated by V.
+    """
+
+    lam: object  # (p,) float64 eigenvalues of the centred training rows' Gram matrix
+    vectors: object  # (p, p) float32 V
+    mean: object  # (p,) float32 mean of the training rows
+    v_mean: object  # (p,) float32 V' mean
+    rows: object  # (n_rows, p) float32 (rows - mean) V
+
+
+def _blockwise_products(backend, bounds, rows, left=None):
+    """``sum_k left_k' rows_k`` over the folds' blocks of rows, and each ``rows_k``'s column sums.
+
+    ``rows(lo, hi)`` (and ``left(lo, hi)``, ``rows`` itself when None) give a block; one
+    block is held at a time.
+    """
+    total, sums = None, []
+    for lo, hi in bounds:
+        block = rows(lo, hi)
+        part = backend.matmul((block if left is None else left(lo, hi)).T, block)
+        sums.append(block.sum(0))
+        del block
+        if total is None:
+            total = part
+        else:
+            total += part
+        del part
+    return total, sums
+
+
+def _diagonalise(backend, x, x_test, bounds) -> tuple[list[_Eig], _Eig]:
+    """Eigendecompositions of every fold's training rows and of all rows, computed once.
+
+    A fold's Gram matrix is the total one minus the fold's block and a rank-one mean
+    correction, accumulated in float64 one block of rows at a time: no copy of X per
+    fold, and no U (rows x voxels) as an SVD would need.
+    """
+    f32, f64 = "float32", "float64"
+    n = x.shape[0]
+    gram, sums = _blockwise_products(backend, bounds, lambda lo, hi: backend.asarray(x[lo:hi], dtype=f64))
+    total = sum(sums)
+
+    def diagonalised(g, mean, rows) -> _Eig:
+        lam, vectors = _eigh(backend, g)
+        vectors = backend.asarray(vectors, dtype=f32)
+        mean = backend.asarray(mean, dtype=f32)
+        return _Eig(lam, vectors, mean, backend.matmul(vectors.T, mean), backend.matmul(rows - mean, vectors))
+
+    folds = []
+    for (lo, hi), fold_sum in zip(bounds, sums):
+        block = backend.asarray(x[lo:hi], dtype=f64)
+        n_train = n - (hi - lo)
+        mean = (total - fold_sum) / n_train
+        g = backend.matmul(block.T, block)
+        del block
+        g -= gram
+        g *= -1  # the training rows' Gram matrix
+        g -= (n_train * mean)[:, None] * mean[None, :]
+        folds.append(diagonalised(g, mean, x[lo:hi]))
+        del g
+    mean = total / n
+    gram -= (n * mean)[:, None] * mean[None, :]
+    return folds, diagonalised(gram, mean, x_test)
+
+
+def _fit_batch(backend, x, y, y_mean, folds: list[_Eig], full: _Eig, bounds, alphas: np.ndarray):
+    """CV scores of every alpha for a batch of targets, the best alpha per target, and test predictions.
+
+    ``y``: the batch's targets as read (not copied on the numpy backend); ``y_mean``:
+    their training means, subtracted one fold's rows at a time. Returns the test
+    predictions without ``y_mean``, the chosen alphas and their CV scores.
+    """
+    f32 = "float32"
+    n = x.shape[0]
+    y = backend.asarray(y)
+    y_mean = backend.asarray(y_mean, dtype=f32)
+    # X'Y of all rows (both centred), the column sums of each fold's rows
+    xy, y_sums = _blockwise_products(backend, bounds, lambda lo, hi: y[lo:hi] - y_mean, lambda lo, hi: x[lo:hi])
+    y_total = sum(y_sums)
+    scores = np.empty((len(bounds), len(alphas), y.shape[1]))
+    for k, ((lo, hi), fold, y_sum) in enumerate(zip(bounds, folds, y_sums)):
+        n_train = n - (hi - lo)
+        train_mean = (y_total - y_sum) / n_train  # of the fold's training rows
+        yc = y[lo:hi] - y_mean
+        d = backend.matmul(x[lo:hi].T, yc)
+        d -= xy
+        d *= -1  # X'Y of the training rows
+        z = backend.matmul(fold.vectors.T, d)  # the mean correction is applied to the residuals below
+        del d
+        for j, alpha in enumerate(alphas):
+            shrink = backend.asarray(1.0 / (fold.lam + alpha), dtype=f32)
+            # residual = (rows - mean) W - (Y rows - train mean), with
+            # W = V diag(shrink) V' (X'Y of the training rows - n_train mean train_mean')
+            mean_effect = 1.0 - n_train * backend.matmul(fold.rows, shrink * fold.v_mean)
+            residual = backend.matmul(fold.rows * shrink, z)
+            residual -= yc
+            residual += mean_effect[:, None] * train_mean[None, :]
+            residual *= residual
+            # himalaya's default score, l2_neg_loss: minus the fold's mean squared error
+            scores[k, j] = -backend.to_numpy(residual.sum(0)) / (hi - lo)
+            del residual
+        del z, yc
+    # himalaya's selection: mean over folds, ties to the larger alpha
+    mean_scores = scores.mean(0) + 1e-10 * np.log(alphas)[:, None]
+    best = np.argmax(mean_scores, axis=0)
+    cv_scores = mean_scores[best, np.arange(len(best))]
+    # refit on all rows (X and Y are centred on them) with each target's alpha
+    z = backend.matmul(full.vectors.T, xy)
+    del xy
+    z /= backend.asarray(full.lam, dtype=f32)[:, None] + backend.asarray(alphas[best], dtype=f32)[None, :]
+    predictions = backend.to_numpy(backend.matmul(full.rows, z))
+    return predictions, alphas[best], cv_scores
 
 
 def fit_predict(
@@ -88,11 +259,20 @@ def fit_predict(
     backend: str = "auto",
     n_targets_batch: int | None = None,
 ) -> RidgeFit:
-    """Fit ``RidgeCV`` (alpha per target, K-fold CV) on train and predict test.
+    """Ridge with an alpha per target chosen by K-fold CV, fitted on train, predicting test.
 
-    X is standardised with the training rows' statistics; an intercept is fitted
-    (the targets are latents or betas that need not be zero-mean in every fold).
-    Targets are processed in batches of ``n_targets_batch`` to bound memory.
+    The results are those of himalaya's ``RidgeCV(alphas, cv=cv, fit_intercept=True,
+    solver_params={"local_alpha": True})`` on X standardised with the training rows'
+    statistics (an intercept is fitted: the targets are latents or betas that need not
+    be zero-mean in every fold; CV score: himalaya's default, minus the mean squared
+    error of each validation fold, averaged over folds). The computation is organised
+    for many targets: the training rows of every fold, and all rows, are diagonalised
+    once (eigendecomposition of their Gram matrix, in float64), then targets are read
+    and fitted ``n_targets_batch`` at a time against those decompositions. Memory beyond
+    the inputs: the standardised X, ``cv + 1`` float32 matrices of voxels x voxels and the
+    rotated validation and test rows (independent of the number of targets), float64
+    voxels x voxels work arrays while diagonalising, and a few float32 arrays of voxels x
+    batch and validation rows x batch.
 
     Parameters
     ----------
@@ -100,36 +280,48 @@ def fit_predict(
         ``(n_train, n_features)``, ``(n_test, n_features)``.
     y_train : array-like
         ``(n_train, n_targets)``; anything with ``shape`` and ``[:, a:b]``
-        (e.g. :class:`RowsOf` over an HDF5 dataset), read one target batch at a time.
+        (e.g. :class:`RowsOf` over an HDF5 dataset), read once, one target batch at a time.
     alphas : sequence of float
         The grid.
     cv : int
         Number of folds (unshuffled KFold, so folds are blocks of consecutive trials).
     backend : str
-        See :func:`resolve_backend`.
+        See :func:`resolve_backend`; any himalaya backend (``numpy``, ``torch``,
+        ``torch_cuda``, ...): the computation runs on it.
     n_targets_batch : int, optional
         Targets per batch (all at once when None).
     """
     from himalaya.backend import set_backend
-    from himalaya.ridge import RidgeCV
 
-    alphas = np.asarray(alphas, dtype=np.float64)
+    alphas = np.asarray(alphas, dtype=np.float64).reshape(-1)
     if alphas.size == 0:
         raise ValueError("the alpha grid is empty")
-    if np.any(alphas <= 0):
-        raise ValueError(f"alphas must be positive, found {alphas[alphas <= 0].tolist()}")
+    if not np.all(np.isfinite(alphas)) or np.any(alphas <= 0):
+        bad = alphas[~(alphas > 0) | ~np.isfinite(alphas)]
+        raise ValueError(f"alphas must be positive and finite, found {bad.tolist()}")
     if len(x_train) != len(y_train):
         raise ValueError(f"X has {len(x_train)} training rows but Y has {len(y_train)}: they must match")
     if x_train.shape[1] == 0:
         raise ValueError("X has no columns (an ROI with no voxels?)")
     if x_test.shape[1] != x_train.shape[1]:
         raise ValueError(f"X test has {x_test.shape[1]} columns, X train {x_train.shape[1]}")
+    if isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
+        raise ValueError(f"cv must be an integer number of folds >= 2, got {cv!r}")
+    if cv > len(x_train):
+        raise ValueError(f"{cv}-fold CV needs at least {cv} training rows, X has {len(x_train)}")
     for label, array in (("X train", x_train), ("X test", x_test)):
         check_finite(label, array)
     name = resolve_backend(backend)
     backend_module = set_backend(name, on_error="raise")
     scaler = Standardizer.fit(x_train)
     xt, xs = scaler.transform(x_train), scaler.transform(x_test)
+    offset = xt.mean(axis=0, dtype=np.float64).astype(np.float32)  # ~0 after standardising; himalaya centres too
+    xt -= offset
+    xs -= offset
+    bounds = fold_bounds(len(xt), int(cv))
+    x = backend_module.asarray(xt)
+    folds, full = _diagonalise(backend_module, x, backend_module.asarray(xs), bounds)
+    del xs
     n_targets = y_train.shape[1]
     batch = n_targets if not n_targets_batch else int(n_targets_batch)
     predictions = np.empty((len(x_test), n_targets), dtype=np.float32)
@@ -137,14 +329,15 @@ def fit_predict(
     cv_scores = np.empty(n_targets)
     for start in range(0, n_targets, batch):
         stop = min(start + batch, n_targets)
-        y_batch = np.asarray(y_train[:, start:stop], dtype=np.float32)
-        check_finite(f"Y train (targets {start}-{stop})", y_batch)
-        model = RidgeCV(alphas=alphas, cv=cv, fit_intercept=True,
-                        solver_params={"local_alpha": True, "n_alphas_batch": None, "warn": False})
-        model.fit(xt, y_batch)
-        predictions[:, start:stop] = backend_module.to_numpy(model.predict(xs))
-        best_alphas[start:stop] = backend_module.to_numpy(model.best_alphas_)
-        cv_scores[start:stop] = np.asarray(backend_module.to_numpy(model.cv_scores_)).reshape(-1)
+        y = np.asarray(y_train[:, start:stop], dtype=np.float32)  # a view of an in-memory array: never modified
+        check_finite(f"Y train (targets {start}-{stop})", y)
+        y_mean = y.mean(axis=0, dtype=np.float64).astype(np.float32)
+        pred, best_alphas[start:stop], cv_scores[start:stop] = _fit_batch(
+            backend_module, x, y, y_mean, folds, full, bounds, alphas)
+        del y
+        pred += y_mean
+        predictions[:, start:stop] = pred
+        del pred
         log.info("ridge (%s): targets %d-%d of %d", name, start, stop, n_targets)
     edge = np.isclose(best_alphas, alphas.min()) | np.isclose(best_alphas, alphas.max())
     return RidgeFit(predictions, best_alphas, cv_scores, edge)
