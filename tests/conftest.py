@@ -71,7 +71,7 @@ def run_snakemake(workdir: Path, *args: str, configfile: Path = SMALL_CONFIG, ti
 def workflow_run(tmp_path_factory):
     """One run of the whole DAG on the small configuration, shared by the tests that need it."""
     workdir = tmp_path_factory.mktemp("workflow")
-    result = run_snakemake(workdir, "--cores", "2")
+    result = run_snakemake(workdir, "--cores", "2", timeout=3600)
     if result.returncode != 0:
         pytest.fail(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
     return workdir

@@ -6,21 +6,21 @@ import hashlib
 
 import pytest
 
-from brainldm.manifest import expand_paths, file_digest, read_manifest, write_manifest
+from brainldm.manifest import content_digest, expand_paths, file_digest, read_manifest, write_manifest
 
 
 def test_manifest_lists_files_and_folders(tmp_path):
     (tmp_path / "images" / "Xz").mkdir(parents=True)
     (tmp_path / "images" / "Xz" / "1.png").write_bytes(b"png one")
     (tmp_path / "images" / ".hidden").write_bytes(b"skip")
-    (tmp_path / "a.h5").write_bytes(b"abc")
+    (tmp_path / "a.tsv").write_bytes(b"abc")
     out = tmp_path / "outputs.tsv"
-    write_manifest([tmp_path / "a.h5", tmp_path / "images"], out)
+    write_manifest([tmp_path / "a.tsv", tmp_path / "images"], out)
     digests = read_manifest(out)
-    assert list(digests) == [str(tmp_path / "a.h5"), str(tmp_path / "images" / "Xz" / "1.png")]
-    assert digests[str(tmp_path / "a.h5")] == hashlib.sha256(b"abc").hexdigest()
-    (tmp_path / "a.h5").write_bytes(b"abd")
-    assert file_digest(tmp_path / "a.h5") != digests[str(tmp_path / "a.h5")]
+    assert list(digests) == [str(tmp_path / "a.tsv"), str(tmp_path / "images" / "Xz" / "1.png")]
+    assert digests[str(tmp_path / "a.tsv")] == hashlib.sha256(b"abc").hexdigest()
+    (tmp_path / "a.tsv").write_bytes(b"abd")
+    assert file_digest(tmp_path / "a.tsv") != digests[str(tmp_path / "a.tsv")]
 
 
 def test_missing_output_is_named(tmp_path):
@@ -29,3 +29,21 @@ def test_missing_output_is_named(tmp_path):
     with pytest.raises(FileNotFoundError):
         write_manifest([tmp_path / "nothing.h5"], tmp_path / "m.tsv")
     assert not (tmp_path / "m.tsv").exists()
+
+
+def test_hdf5_digest_is_of_the_data_not_the_bytes(tmp_path):
+    import time
+
+    import h5py
+    import numpy as np
+
+    paths = [tmp_path / "x.h5", tmp_path / "y.h5"]
+    for path in paths:
+        with h5py.File(path, "w") as h5:
+            h5.create_group("train")["betas"] = np.arange(6.0).reshape(2, 3)
+            h5.attrs["subject"] = "subj01"
+        time.sleep(1.1)  # group headers record their creation time
+    assert content_digest(paths[0]) == content_digest(paths[1])
+    with h5py.File(paths[1], "a") as h5:
+        h5["train/betas"][0, 0] = 7.0
+    assert content_digest(paths[0]) != content_digest(paths[1])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from brainldm.manifest import file_digest, read_manifest
+from brainldm.manifest import content_digest, file_digest, read_manifest
 
 from conftest import REPO, SMALL_CONFIG, SNAKEMAKE, run_snakemake
 
@@ -57,7 +57,7 @@ def test_rebuilding_one_subject_leaves_the_others_untouched(workflow_run, tmp_pa
 
 
 def _feature_files(root: Path) -> dict:
-    return {p.name: file_digest(p) for p in sorted((root / "results" / "features").glob("*.h5"))}
+    return {p.name: content_digest(p) for p in sorted((root / "results" / "features").glob("*.h5"))}
 
 
 def test_a_killed_run_resumes_and_equals_an_uninterrupted_run(workflow_run, tmp_path):

@@ -17,7 +17,7 @@ from .io import atomic_path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["file_digest", "expand_paths", "write_manifest", "read_manifest"]
+__all__ = ["file_digest", "content_digest", "expand_paths", "write_manifest", "read_manifest"]
 
 _CHUNK = 1 << 20
 
@@ -28,6 +28,33 @@ def file_digest(path) -> str:
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def content_digest(path) -> str:
+    """SHA-256 of what a file holds: for HDF5 its datasets and attributes, else its bytes.
+
+    HDF5 stores creation times in group headers, so two files with the same data can
+    differ in bytes; this digest compares the data.
+    """
+    if Path(path).suffix not in (".h5", ".hdf5"):
+        return file_digest(path)
+    import h5py
+    import numpy as np
+
+    digest = hashlib.sha256()
+
+    def add(name, item):
+        digest.update(name.encode())
+        for key in sorted(item.attrs):
+            digest.update(key.encode() + repr(item.attrs[key]).encode())
+        if isinstance(item, h5py.Dataset):
+            data = np.asarray(item[()])
+            digest.update(str((data.dtype, data.shape)).encode() + data.tobytes())
+
+    with h5py.File(path, "r") as h5:
+        add("/", h5)
+        h5.visititems(add)
     return digest.hexdigest()
 
 
@@ -53,6 +80,8 @@ def expand_paths(paths: Iterable) -> list[Path]:
 def write_manifest(paths: Iterable, out_tsv) -> None:
     """Write ``path``, ``bytes`` and ``sha256`` of every file of ``paths`` (folders expanded).
 
+    ``sha256`` is :func:`content_digest`: of the bytes, or of the data for HDF5 files.
+
     Parameters
     ----------
     paths : iterable of path
@@ -65,7 +94,7 @@ def write_manifest(paths: Iterable, out_tsv) -> None:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(["path", "bytes", "sha256"])
         for path in files:
-            writer.writerow([os.fspath(path), path.stat().st_size, file_digest(path)])
+            writer.writerow([os.fspath(path), path.stat().st_size, content_digest(path)])
     log.info("manifest of %d files -> %s", len(files), out_tsv)
 
 
