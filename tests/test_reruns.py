@@ -60,6 +60,11 @@ def _feature_files(root: Path) -> dict:
     return {p.name: content_digest(p) for p in sorted((root / "results" / "features").glob("*.h5"))}
 
 
+def _finished(shards: Path) -> list:
+    """Shard files that are complete (being written, they have a hidden temporary name)."""
+    return sorted(p.name for p in shards.glob("*.h5") if not p.name.startswith("."))
+
+
 def test_a_killed_run_resumes_and_equals_an_uninterrupted_run(workflow_run, tmp_path):
     work = _copy_run(workflow_run, tmp_path / "run")
     expected = _feature_files(workflow_run)
@@ -74,7 +79,7 @@ def test_a_killed_run_resumes_and_equals_an_uninterrupted_run(workflow_run, tmp_
                                    env=dict(os.environ, HF_HUB_OFFLINE="1"))
         try:
             deadline = time.monotonic() + 900
-            while not (shards.is_dir() and any(shards.glob("*.h5"))):
+            while not (shards.is_dir() and _finished(shards)):
                 assert process.poll() is None, (tmp_path / "killed.log").read_text()[-4000:]
                 assert time.monotonic() < deadline, "no feature shard was written in 15 minutes"
                 time.sleep(0.5)
@@ -83,7 +88,7 @@ def test_a_killed_run_resumes_and_equals_an_uninterrupted_run(workflow_run, tmp_
             process.wait()
     # no output that looks finished after the kill
     assert not any((work / "results" / "features").glob("*.h5"))
-    done_before = sorted(p.name for p in shards.glob("*.h5"))
+    done_before = _finished(shards)
 
     result = run_snakemake(work, "--cores", "2", *targets)
     assert result.returncode == 0, result.stderr[-4000:]
