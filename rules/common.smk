@@ -214,14 +214,6 @@ def encoding_results(wildcards):
             + [banded_result(subject, zc) for zc in BANDED_ZC])
 
 
-def encoding_outputs(subject):
-    out = [f"results/{subject}/encoding/roi_summary.tsv"]
-    out += [feature_map(subject, name, "r") for name in FEATURE_NAMES]
-    out += [banded_map(subject, zc, "r") for zc in BANDED_ZC]
-    out += [best_layer_files(subject, stage)["map"] for stage in UNET_STAGES]
-    return out
-
-
 # --------------------------------------------------------------------------- flatmaps
 
 

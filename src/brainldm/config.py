@@ -31,6 +31,23 @@ def section_defaults(section: str, exclude: Iterable[str] = ()) -> dict:
     return {key: spec["default"] for key, spec in properties.items() if key not in set(exclude)}
 
 
+def complete_settings(settings: dict | None, defaults: dict, section: str, ignore: Iterable[str] = ()) -> dict:
+    """A deep copy of ``defaults`` updated with ``settings``; keys in ``ignore`` dropped, unknown keys refused.
+
+    Raises
+    ------
+    ValueError
+        A key of ``settings`` that is neither in ``defaults`` nor ignored (named with ``section``).
+    """
+    settings = {k: v for k, v in (settings or {}).items() if k not in set(ignore)}
+    unknown = sorted(set(settings) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown {section} keys {unknown}; known: {sorted(defaults)}")
+    out = copy.deepcopy(defaults)
+    out.update(copy.deepcopy(settings))
+    return out
+
+
 def _key(path: Iterable) -> str:
     out = ""
     for part in path:

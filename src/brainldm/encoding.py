@@ -20,7 +20,6 @@ Every workflow-facing function takes input paths, output paths and a settings di
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import logging
@@ -33,7 +32,7 @@ import h5py
 import nibabel as nib
 import numpy as np
 
-from .config import section_defaults
+from .config import complete_settings, section_defaults
 from .io import atomic_path
 from .nsd.layout import STREAMS_LABELS
 from .ridge import Standardizer, check_finite, resolve_backend
@@ -81,12 +80,7 @@ def encoding_settings(settings: Mapping | None) -> dict:
     ValueError
         An unknown key or a value of the wrong type or range; the message names the key.
     """
-    settings = {k: v for k, v in (settings or {}).items() if k not in WORKFLOW_KEYS}
-    unknown = sorted(set(settings) - set(ENCODING_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown encoding keys {unknown}; known: {sorted(ENCODING_DEFAULTS)}")
-    out = copy.deepcopy(ENCODING_DEFAULTS)
-    out.update(copy.deepcopy(settings))
+    out = complete_settings(settings, ENCODING_DEFAULTS, "encoding", ignore=WORKFLOW_KEYS)
     for key in ("alphas", "banded_alphas"):
         if key == "banded_alphas" and out[key] is None:
             continue

@@ -23,7 +23,6 @@ written by other functions (and rules) before, and PNGs are written atomically.
 from __future__ import annotations
 
 import contextlib
-import copy
 import csv
 import filecmp
 import logging
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import section_defaults
+from .config import complete_settings, section_defaults
 from .io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -79,12 +78,7 @@ def flatmap_settings(settings: Mapping | None, nsd_subject: str | None = None) -
     ``settings["subjects"][nsd_subject]`` may name that subject's own pycortex
     ``subject`` and ``transform`` (real NSD: each subject has its surfaces).
     """
-    settings = {k: v for k, v in (settings or {}).items() if k not in WORKFLOW_KEYS}
-    unknown = sorted(set(settings) - set(FLATMAP_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown flatmaps keys {unknown}; known: {sorted(FLATMAP_DEFAULTS)}")
-    out = copy.deepcopy(FLATMAP_DEFAULTS)
-    out.update(copy.deepcopy(settings))
+    out = complete_settings(settings, FLATMAP_DEFAULTS, "flatmaps", ignore=WORKFLOW_KEYS)
     if nsd_subject is not None and nsd_subject in (out["subjects"] or {}):
         override = dict(out["subjects"][nsd_subject])
         bad = sorted(set(override) - {"subject", "transform"})

@@ -38,13 +38,12 @@ prediction produces that latent).
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..config import section_defaults
+from ..config import complete_settings, section_defaults
 
 __all__ = [
     "FEATURE_DEFAULTS",
@@ -103,12 +102,7 @@ def with_defaults(config: Mapping | None) -> dict:
     ValueError
         An unknown key, or a value of the wrong type or range; the message names the key.
     """
-    config = dict(config or {})
-    unknown = sorted(set(config) - set(FEATURE_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown features keys {unknown}; known: {sorted(FEATURE_DEFAULTS)}")
-    out = copy.deepcopy(FEATURE_DEFAULTS)
-    out.update(copy.deepcopy(config))
+    out = complete_settings(config, FEATURE_DEFAULTS, "features")
     for key in ("image_size", "batch_size", "shard_size", "num_inference_steps"):
         value = out[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
