@@ -90,6 +90,9 @@ def test_a_killed_run_resumes_and_equals_an_uninterrupted_run(workflow_run, tmp_
     assert not any((work / "results" / "features").glob("*.h5"))
     done_before = _finished(shards)
 
+    # the README's recovery: a killed Snakemake leaves its lock behind; unlock, then rerun
+    unlocked = run_snakemake(work, "--unlock", *targets)
+    assert unlocked.returncode == 0, unlocked.stderr[-4000:]
     result = run_snakemake(work, "--cores", "2", *targets)
     assert result.returncode == 0, result.stderr[-4000:]
     log = (work / "logs" / "features" / "extract_features.log").read_text()
