@@ -15,7 +15,7 @@ import scipy.io
 from brainldm.nsd import layout
 from brainldm.nsd.layout import NSD_SUBJECTS
 from brainldm.synthetic import SyntheticDesign
-from brainldm.synthetic.nsd_tree import BETAS_SCALE, ROLES
+from brainldm.synthetic.nsd_tree import BETAS_SCALE, ROLES, lowlevel_responses
 from brainldm.synthetic.scenes import CATEGORIES
 
 from conftest import build_tree
@@ -207,3 +207,18 @@ def test_another_seed_gives_other_data(tree, tmp_path, small_config):
     subject = config["subjects"][0]
     for path in (layout.expdesign(""), layout.stimuli(""), layout.responses("", subject)):
         assert (other["root"] / path).read_bytes() != (tree["root"] / path).read_bytes(), path
+
+
+def test_early_responses_follow_edges_in_the_receptive_field_not_colour():
+    """Contrast energy: flat images of any colour give nothing; an edge counts inside the field only."""
+    size = 64
+    flat = np.stack([np.full((size, size, 3), value, np.uint8) for value in ((0, 0, 0), (200, 30, 30), (255, 255, 255))])
+    left_edge = np.zeros((size, size, 3), np.uint8)
+    left_edge[:, : size // 4] = 255  # a vertical edge at x = 0.25
+    right_edge = left_edge[:, ::-1].copy()  # ... at x = 0.75
+    fields = {"rf_x": np.array([0.25, 0.75]), "rf_y": np.array([0.5, 0.5]), "rf_sigma": np.array([0.05, 0.05])}
+    assert np.allclose(lowlevel_responses(flat, fields), 0)
+    (left_at_left, left_at_right), (right_at_left, right_at_right) = lowlevel_responses(
+        np.stack([left_edge, right_edge]), fields)
+    assert left_at_left > 20 * left_at_right and right_at_right > 20 * right_at_left
+    assert np.isclose(left_at_left, right_at_right)  # mirror images, mirrored fields

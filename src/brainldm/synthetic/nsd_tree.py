@@ -5,7 +5,8 @@ the design file, the stimulus info table, the image brick, COCO caption files,
 behavioural responses, single-trial betas per session (HDF5 and/or NIfTI,
 int16 percent signal change x 300) and ROI volumes. Responses are planted:
 
-* early (``streams`` 1) voxels: receptive fields on the image's colour channels;
+* early (``streams`` 1) voxels: Gaussian receptive fields on local contrast energy
+  (edges), as complex cells of V1;
 * ventral (5) voxels: a weight per object category present in the scene;
 * the other streams: a mixture of both; unlabelled cortex: noise only;
 * per-session offsets and a drifting gain, per-trial noise, a few dead voxels.
@@ -42,7 +43,9 @@ log = logging.getLogger(__name__)
 BETAS_SCALE = 300
 ROLES = ("noise", "lowlevel", "semantic", "mixed", "dead")
 #: Side of the grid on which receptive fields are evaluated.
-RF_GRID = 16
+RF_GRID = 32
+#: Luminance weights of the red, green and blue channels (ITU-R BT.601).
+LUMINANCE = (0.299, 0.587, 0.114)
 
 
 @dataclass(frozen=True)
@@ -253,36 +256,42 @@ def _gaussian_receptive_fields(rng: np.random.Generator, n: int) -> dict[str, np
         "rf_x": rng.uniform(0.1, 0.9, n),
         "rf_y": rng.uniform(0.1, 0.9, n),
         "rf_sigma": rng.uniform(0.06, 0.2, n),
-        "rf_colour": rng.normal(size=(n, 3)),
     }
 
 
 def lowlevel_responses(images: np.ndarray, rf: dict[str, np.ndarray]) -> np.ndarray:
-    """Receptive-field responses: colour-weighted mean of the image under a Gaussian.
+    """Receptive-field responses: local contrast energy of the image under a Gaussian.
+
+    The energy is the luminance gradient magnitude (edges, at any orientation), as
+    V1 complex cells respond to it. Captions name objects, colours and coarse
+    positions but not where edges fall, so this content is carried by the image
+    latent z much more than by the text latent c, as early visual cortex is in
+    the paper.
 
     Parameters
     ----------
     images : numpy.ndarray
         ``(n_images, H, W, 3)`` uint8.
     rf : dict
-        ``rf_x``, ``rf_y``, ``rf_sigma`` (fractions of the width) and ``rf_colour`` (n, 3).
+        ``rf_x``, ``rf_y``, ``rf_sigma`` (fractions of the width).
 
     Returns
     -------
     numpy.ndarray
         ``(n_images, n_voxels)``.
     """
-    grid = np.stack([
+    luminance = np.stack([
         np.asarray(Image.fromarray(im).resize((RF_GRID, RF_GRID), Image.BOX), dtype=np.float64) / 255
         for im in images
-    ])
+    ]) @ np.asarray(LUMINANCE)
+    d_y, d_x = np.gradient(luminance, axis=(1, 2))
+    energy = np.hypot(d_x, d_y).reshape(len(images), -1)  # (n_images, grid cells)
     centres = (np.arange(RF_GRID) + 0.5) / RF_GRID
     gy, gx = np.meshgrid(centres, centres, indexing="ij")
     d2 = (gx.ravel()[None] - rf["rf_x"][:, None]) ** 2 + (gy.ravel()[None] - rf["rf_y"][:, None]) ** 2
     weights = np.exp(-d2 / (2 * rf["rf_sigma"][:, None] ** 2))
     weights /= weights.sum(axis=1, keepdims=True)
-    pixels = grid.reshape(len(images), -1, 3)  # (n_images, grid cells, colour)
-    return sum((pixels[:, :, c] @ weights.T) * rf["rf_colour"][:, c] for c in range(pixels.shape[2]))
+    return energy @ weights.T
 
 
 def semantic_responses(categories: np.ndarray, weights: np.ndarray) -> np.ndarray:
