@@ -31,30 +31,33 @@ def _result(workflow_run, subject, name, folder="encoding"):
 
 @pytest.mark.parametrize("subject", ["subj01", "subj02"])
 def test_c_map_finds_the_planted_category_voxels(workflow_run, subject):
+    """c is significant in most category voxels and beats z there (measured: 100%, r 0.73 vs 0.05-0.08)."""
     z, c = _result(workflow_run, subject, "z"), _result(workflow_run, subject, "c")
     assert np.array_equal(z["voxel_index"], c["voxel_index"])
     role = _roles(workflow_run, subject, z["voxel_index"])
     semantic = role == "semantic"
     assert semantic.sum() > 50
-    assert c["significant"][semantic].mean() > 0.5, c["significant"][semantic].mean()
-    assert np.median(c["r"][semantic]) > np.median(z["r"][semantic]) + 0.2
+    assert c["significant"][semantic].mean() > 0.8, c["significant"][semantic].mean()
+    assert np.median(c["r"][semantic]) > np.median(z["r"][semantic]) + 0.4
+    assert np.mean(c["r"][semantic] > z["r"][semantic]) > 0.9
 
 
 @pytest.mark.parametrize("subject", ["subj01", "subj02"])
-def test_z_map_carries_the_receptive_field_signal(workflow_run, subject):
-    """z predicts the planted receptive-field voxels, not the category or noise voxels.
+def test_z_map_finds_the_planted_receptive_field_voxels(workflow_run, subject):
+    """z is significant in most receptive-field voxels and beats c there.
 
-    At the suite's sizes (64 px images, 40 test images) z's r there is too small for FDR
-    significance in most of them, and c, whose captions name colours and positions, predicts
-    them as well: see the encoding issue's note.
+    Measured on the suite's data: z significant in 97% of them, median r 0.56-0.59 against
+    c's 0.26-0.28, z above c in 97% of the voxels (captions say which objects, not where the
+    edges fall).
     """
-    z = _result(workflow_run, subject, "z")
+    z, c = _result(workflow_run, subject, "z"), _result(workflow_run, subject, "c")
     role = _roles(workflow_run, subject, z["voxel_index"])
-    lowlevel, semantic, noise = role == "lowlevel", role == "semantic", role == "noise"
+    lowlevel, noise = role == "lowlevel", role == "noise"
     assert lowlevel.sum() > 200
-    assert np.median(z["r"][lowlevel]) > 0.15
-    assert np.median(z["r"][lowlevel]) > np.median(z["r"][noise]) + 0.15
-    assert np.median(z["r"][lowlevel]) > np.median(z["r"][semantic]) + 0.1
+    assert z["significant"][lowlevel].mean() > 0.75, z["significant"][lowlevel].mean()
+    assert np.median(z["r"][lowlevel]) > np.median(c["r"][lowlevel]) + 0.15
+    assert np.mean(z["r"][lowlevel] > c["r"][lowlevel]) > 0.8
+    assert np.median(z["r"][lowlevel]) > np.median(z["r"][noise]) + 0.4
 
 
 @pytest.mark.parametrize("subject", ["subj01", "subj02"])

@@ -210,7 +210,7 @@ def test_another_seed_gives_other_data(tree, tmp_path, small_config):
 
 
 def test_early_responses_follow_edges_in_the_receptive_field_not_colour():
-    """Contrast energy: flat images of any colour give nothing; an edge counts inside the field only."""
+    """Contrast energy: flat images give nothing; an edge counts inside the field only, whatever its contrast."""
     size = 64
     flat = np.stack([np.full((size, size, 3), value, np.uint8) for value in ((0, 0, 0), (200, 30, 30), (255, 255, 255))])
     left_edge = np.zeros((size, size, 3), np.uint8)
@@ -222,3 +222,6 @@ def test_early_responses_follow_edges_in_the_receptive_field_not_colour():
         np.stack([left_edge, right_edge]), fields)
     assert left_at_left > 20 * left_at_right and right_at_right > 20 * right_at_left
     assert np.isclose(left_at_left, right_at_right)  # mirror images, mirrored fields
+    # divisive normalisation: an image's overall contrast cancels, where its edges are stays
+    faint = (left_edge // 2).astype(np.uint8)
+    np.testing.assert_allclose(lowlevel_responses(faint[None], fields), [[left_at_left, left_at_right]], rtol=1e-6)

@@ -111,6 +111,17 @@ def test_standardizer_uses_training_statistics(rng):
     assert np.isfinite(constant.transform(np.ones((3, 2)))).all()
 
 
+def test_common_scale_keeps_the_relative_variance_of_columns(rng):
+    """As for PCA scores: centred, one scale for all, so the spectrum survives (mean variance 1)."""
+    sds = np.array([10.0, 3.0, 0.1])
+    train = 4 + rng.normal(size=(500, 3)) * sds
+    out = Standardizer.fit_common_scale(train).transform(train)
+    np.testing.assert_allclose(out.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(out.var(0).mean(), 1, rtol=1e-5)
+    np.testing.assert_allclose(out.std(0) / out.std(0)[0], train.std(0) / train.std(0)[0], rtol=1e-5)
+    assert np.isfinite(Standardizer.fit_common_scale(np.ones((10, 2))).transform(np.ones((3, 2)))).all()
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [

@@ -1,7 +1,8 @@
 """Voxel-wise encoding models: features -> every voxel (paper section 3.5, Figs. 6-9).
 
 * :func:`encode_feature` -- one L2 ridge per (subject, feature): X is the PCA row of
-  each training trial's image (standardised on the training trials), Y the betas;
+  each training trial's image (centred on the training trials and divided by one
+  common scale, keeping the PCA spectrum), Y the betas;
   an alpha per voxel by K-fold CV (himalaya ``RidgeCV``); Pearson r on the test
   images, its one-sided p, Benjamini-Hochberg q and significance; maps as NIfTI.
 * :func:`encode_banded` -- the combined z + zc model (himalaya banded ridge, random
@@ -121,7 +122,7 @@ def banded_map_names(bands: Sequence[str]) -> tuple[str, ...]:
 class Design:
     """Training and test design of one subject and feature(s), with lazy betas."""
 
-    x_train: list  # per band: (n_train_trials, k) float32, standardised on the training trials
+    x_train: list  # per band: (n_train_trials, k) float32, centred and scaled on the training trials
     x_test: list  # per band: (n_test, k) float32, with the training statistics
     train_ids: np.ndarray
     test_ids: np.ndarray
@@ -209,7 +210,7 @@ def load_design(betas_path, feature_paths: Sequence) -> Design:
         check_finite(f"{path} train", train_images)
         check_finite(f"{path} test", test_images)
         xt = train_images[train_rows]  # one row per training trial
-        scaler = Standardizer.fit(xt)
+        scaler = Standardizer.fit_common_scale(xt)  # keeps the PCA spectrum (see its docstring)
         x_train.append(scaler.transform(xt))
         x_test.append(scaler.transform(test_images[test_rows]))
         del xt, train_images, test_images
@@ -267,7 +268,7 @@ def ridge_encoding(x_train, y_train, x_test, y_test, settings: Mapping | None = 
     Parameters
     ----------
     x_train, x_test : numpy.ndarray
-        ``(n_train, k)``, ``(n_test, k)``; standardised by the caller (see :func:`load_design`).
+        ``(n_train, k)``, ``(n_test, k)``; centred and scaled by the caller (see :func:`load_design`).
     y_train, y_test : array-like
         ``(n_train, n_voxels)``, ``(n_test, n_voxels)``: arrays or HDF5 datasets, read one
         batch of columns at a time.
@@ -362,7 +363,7 @@ def banded_encoding(xs_train: Sequence, y_train, xs_test: Sequence, y_test, band
     Parameters
     ----------
     xs_train, xs_test : sequence of numpy.ndarray
-        Two bands, each standardised on the training rows.
+        Two bands, each centred and scaled on the training rows.
     y_train, y_test : array-like
         Betas (arrays or HDF5 datasets), read one batch of columns at a time.
     bands : sequence of str

@@ -50,6 +50,20 @@ class Standardizer:
         sd = x.std(axis=0, dtype=np.float64)
         return cls(mean.astype(np.float32), np.where(sd > 0, sd, 1.0).astype(np.float32))
 
+    @classmethod
+    def fit_common_scale(cls, x: np.ndarray) -> "Standardizer":
+        """Centre every column, divide all of them by one scale: the root mean column variance.
+
+        The columns keep their relative variances, so ridge still shrinks the small
+        components of a PCA most; z-scoring each component would whiten them and give
+        the noisiest ones the weight of the largest. The mean column variance is 1, so
+        an alpha grid means the same as with per-column z-scoring.
+        """
+        mean = x.mean(axis=0, dtype=np.float64)
+        common = float(np.sqrt(x.var(axis=0, dtype=np.float64).mean()))
+        scale = np.full(x.shape[1], common if common > 0 else 1.0)
+        return cls(mean.astype(np.float32), scale.astype(np.float32))
+
     def transform(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.scale).astype(np.float32)
 

@@ -6,7 +6,7 @@ behavioural responses, single-trial betas per session (HDF5 and/or NIfTI,
 int16 percent signal change x 300) and ROI volumes. Responses are planted:
 
 * early (``streams`` 1) voxels: Gaussian receptive fields on local contrast energy
-  (edges), as complex cells of V1;
+  (edges) normalised by the image's mean energy, as complex cells of V1;
 * ventral (5) voxels: a weight per object category present in the scene;
 * the other streams: a mixture of both; unlabelled cortex: noise only;
 * per-session offsets and a drifting gain, per-trial noise, a few dead voxels.
@@ -260,11 +260,13 @@ def _gaussian_receptive_fields(rng: np.random.Generator, n: int) -> dict[str, np
 
 
 def lowlevel_responses(images: np.ndarray, rf: dict[str, np.ndarray]) -> np.ndarray:
-    """Receptive-field responses: local contrast energy of the image under a Gaussian.
+    """Receptive-field responses: normalised local contrast energy under a Gaussian.
 
     The energy is the luminance gradient magnitude (edges, at any orientation), as
-    V1 complex cells respond to it. Captions name objects, colours and coarse
-    positions but not where edges fall, so this content is carried by the image
+    V1 complex cells respond to it, divided by the image's mean energy (divisive
+    normalisation, Carandini & Heeger 2012). How much edge an image has overall
+    follows from what captions say (objects, sizes, backgrounds); where in the
+    field the edges fall does not, so these responses are carried by the image
     latent z much more than by the text latent c, as early visual cortex is in
     the paper.
 
@@ -291,7 +293,9 @@ def lowlevel_responses(images: np.ndarray, rf: dict[str, np.ndarray]) -> np.ndar
     d2 = (gx.ravel()[None] - rf["rf_x"][:, None]) ** 2 + (gy.ravel()[None] - rf["rf_y"][:, None]) ** 2
     weights = np.exp(-d2 / (2 * rf["rf_sigma"][:, None] ** 2))
     weights /= weights.sum(axis=1, keepdims=True)
-    return energy @ weights.T
+    pooled = energy.mean(axis=1, keepdims=True)
+    normalised = np.divide(energy, pooled, out=np.zeros_like(energy), where=pooled > 0)
+    return normalised @ weights.T
 
 
 def semantic_responses(categories: np.ndarray, weights: np.ndarray) -> np.ndarray:
