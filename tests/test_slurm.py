@@ -116,9 +116,11 @@ def _squeue() -> str:
 
 
 def _log(workdir: Path) -> str:
-    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
-    assert logs, f"no snakemake log in {workdir}"
-    return logs[-1].read_text()
+    """The log of the run that built ``workdir`` (later commands there, --report say, log too)."""
+    logs = [p.read_text() for p in sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))]
+    complete = [text for text in logs if "steps (100%) done" in text]
+    assert complete, f"no snakemake log of a complete run in {workdir}"
+    return complete[0]
 
 
 def _jobs_of_log(log: str) -> tuple[dict[int, str], set[int], dict[int, int]]:
