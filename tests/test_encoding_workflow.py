@@ -94,7 +94,8 @@ def test_joint_model_splits_variance_by_band(workflow_run):
         with h5py.File(path, "r") as h5:
             unique_z = h5["unique/z"][()]
             role = _roles(workflow_run, subject, h5["voxel_index"][()])
-        assert np.median(unique_z[role == "lowlevel"]) > np.median(unique_z[role == "semantic"]) + 0.005, path.name
+        # measured: 0.65-0.77 against 0.02-0.06
+        assert np.median(unique_z[role == "lowlevel"]) > np.median(unique_z[role == "semantic"]) + 0.3, path.name
 
 
 def test_best_layer_maps_and_roi_summary(workflow_run, small_config):
