@@ -47,3 +47,14 @@ def test_hdf5_digest_is_of_the_data_not_the_bytes(tmp_path):
     with h5py.File(paths[1], "a") as h5:
         h5["train/betas"][0, 0] = 7.0
     assert content_digest(paths[0]) != content_digest(paths[1])
+
+
+def test_hdf5_digest_hashes_strings_by_value(tmp_path):
+    """Variable-length strings (captions) are read as objects: their values count, not their addresses."""
+    import h5py
+
+    paths = [tmp_path / "a.h5", tmp_path / "b.h5", tmp_path / "c.h5"]
+    for path, last in zip(paths, ["a red ball", "a red ball", "a blue box"]):
+        with h5py.File(path, "w") as h5:
+            h5.create_dataset("captions", data=["a tent at night", last], dtype=h5py.string_dtype())
+    assert content_digest(paths[0]) == content_digest(paths[1]) != content_digest(paths[2])

@@ -31,7 +31,8 @@ def load_originals(stimuli_path: str | os.PathLike, nsd_ids) -> np.ndarray:
     """uint8 RGB originals (n, H, W, 3) of ``nsd_ids`` from the stimuli HDF5 (``images``, ``nsd_ids``)."""
     with h5py.File(stimuli_path, "r") as h5:
         rows = rows_of_ids(h5["nsd_ids"][()], np.asarray(nsd_ids), stimuli_path)
-        return np.stack([h5["images"][row] for row in rows])
+        unique_rows, order = np.unique(rows, return_inverse=True)  # one read of increasing rows
+        return h5["images"][unique_rows][order.reshape(-1)]
 
 
 def method_samples(method: str, n_samples: int) -> range:
