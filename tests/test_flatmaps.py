@@ -74,6 +74,23 @@ def test_flatmap_png_in_a_project_filestore(space, monkeypatch, caplog):
     assert [p.name for p in out.parent.iterdir()] == ["z_r.png"]
 
 
+@pytest.mark.skipif(not flatmaps.inkscape_available(),
+                    reason="Debian's inkscape is not installed (optional extra; .ci/run installs it as root)")
+def test_roi_outlines_with_inkscape(space, caplog):
+    maps, out = space["maps"], space["dir"] / "rois"
+    with caplog.at_level(logging.INFO, logger="brainldm.flatmaps"):
+        render_flatmap(maps / "z_r.nii.gz", out / "with.png", space["settings"], space["transform_dir"], kind="r")
+    assert "Inkscape not found" not in caplog.text
+    render_flatmap(maps / "z_r.nii.gz", out / "without.png", dict(space["settings"], with_rois=False),
+                   space["transform_dir"], kind="r")
+    check_png(out / "with.png")
+    with_rois, without = (np.asarray(Image.open(out / f"{n}.png").convert("RGB")).astype(int) for n in ("with", "without"))
+    assert with_rois.shape == without.shape
+    changed = np.abs(with_rois - without).sum(axis=2) > 30
+    # S1's ROI outlines and labels (V1-V3, FFA, PPA, ...) are drawn over the map: a few percent of the pixels
+    assert 0.005 < changed.mean() < 0.3, changed.mean()
+
+
 def test_paper_panels(space):
     maps, xfm = space["maps"], space["transform_dir"]
     settings = dict(space["settings"], with_rois=False)  # predictable time whether or not Inkscape is installed
