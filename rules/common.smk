@@ -1,9 +1,10 @@
 # Configuration checks, paths and input functions.
 import os
 
-from brainldm.config import validate_config
+from brainldm.config import ConfigError, validate_config
 from brainldm.nsd import layout
 from brainldm.encoding import FEATURE_MAPS, banded_map_names
+from brainldm.ldm.model_folder import ModelFolderError, check_model_folder
 from brainldm.ldm.names import feature_names, feature_specs, format_number
 from brainldm.nsd.betas import roi_path, sessions_on_disk
 from brainldm.synthetic.nsd_tree import SyntheticDesign
@@ -27,6 +28,12 @@ config.update(
 )
 NSD_ROOT = os.path.normpath(config["nsd_root"])
 MODEL = os.path.normpath(config["model"]) if os.path.exists(config["model"]) else config["model"]
+if MODEL not in MODEL_BUILT and os.path.isdir(MODEL):
+    # A folder without unet/ or without weights of the variant stops here, not after hours of ingestion.
+    try:
+        check_model_folder(MODEL, config["model_loading"]["variant"])
+    except ModelFolderError as exc:
+        raise ConfigError(f"config key 'model': {exc}") from None
 SUBJECTS = config["subjects"]
 FEATURE_NAMES = feature_names(config["features"])
 FEATURE_SPECS = feature_specs(config["features"])

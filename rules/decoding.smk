@@ -42,6 +42,7 @@ rule reconstruct_images:
     params:
         model=model_location,
         settings=config["reconstruction"],
+        model_loading=config["model_loading"],
         shard_dir=lambda wildcards, output: os.path.join(os.path.dirname(output.latents), "shards"),
     log:
         "logs/decoding/reconstruct_images/{subject}.log",

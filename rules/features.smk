@@ -11,6 +11,7 @@ rule extract_features:
         model=model_location,
         names=FEATURE_NAMES,
         features=config["features"],
+        model_loading=config["model_loading"],
         shard_dir=lambda wildcards, output: os.path.join(os.path.dirname(output[0]), "shards"),
     log:
         "logs/features/extract_features.log",

@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 from transformers import CLIPTokenizer
 
+from brainldm.ldm.load import load_pipeline
 from brainldm.synthetic.tiny_sd import (
     PRESETS,
     build_pipeline,
-    load_pipeline,
     save_pipeline,
     train_caption_tokenizer,
 )
@@ -217,7 +217,7 @@ def test_missing_component_is_named(tiny_dir, tmp_path, component):
 
 
 def test_missing_folder_or_index(tmp_path):
-    with pytest.raises(FileNotFoundError, match="pipeline folder not found"):
+    with pytest.raises(FileNotFoundError, match="model folder not found"):
         load_pipeline(tmp_path / "nothing")
     with pytest.raises(FileNotFoundError, match="model_index.json"):
         load_pipeline(tmp_path)

@@ -10,4 +10,5 @@ extract_features(
     out_paths=dict(zip(snakemake.params.names, snakemake.output)),
     features_config=snakemake.params.features,
     shard_dir=snakemake.params.shard_dir,
+    model_loading=snakemake.params.model_loading,
 )

@@ -15,4 +15,5 @@ reconstruct(
     subject=snakemake.wildcards.subject,
     stimuli_path=snakemake.input.stimuli,
     sheet_path=snakemake.output.sheet,
+    model_loading=snakemake.params.model_loading,
 )

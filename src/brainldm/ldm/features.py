@@ -55,7 +55,7 @@ from .. import __version__
 from ..io import atomic_path
 from ..nsd.design import NSDInputError
 from ..seeds import derive_seed
-from .load import load_model
+from .load import img2img_timesteps, load_model, scheduler_provenance
 from .names import FeatureSpec, denoising_steps, feature_specs, img2img_strengths, stage_step, with_defaults
 
 __all__ = [
@@ -263,7 +263,8 @@ class FeatureExtractor:
 
         n_steps = self.config["num_inference_steps"]
         self.strengths = img2img_strengths(self.config)
-        self.n_denoise = {s: denoising_steps(n_steps, s) for s in self.strengths}
+        # One U-Net call per timestep of the scheduler's img2img schedule (DDIM: int(n x strength)).
+        self.n_denoise = {s: len(img2img_timesteps(pipe.scheduler, n_steps, s)) for s in self.strengths}
         self.steps = {s: {f: stage_step(f, self.n_denoise[s]) for f in self.config["stages"]}
                       for s in self.strengths}
         self.cfg = self.config["guidance_scale"] > 1 and pipe.unet.config.time_cond_proj_dim is None
@@ -511,7 +512,8 @@ def _clean_partial_shards(shard_dir: Path) -> None:
 
 
 def extract_features(model, stimuli_path: str | os.PathLike, out_paths: Mapping[str, str | os.PathLike],
-                     features_config: Mapping | None, shard_dir: str | os.PathLike) -> None:
+                     features_config: Mapping | None, shard_dir: str | os.PathLike,
+                     model_loading: Mapping | None = None) -> None:
     """Compute every feature of every image of a stimuli file; one HDF5 file per feature.
 
     Images are processed in shards of ``shard_size`` rows; each shard is
@@ -533,6 +535,9 @@ def extract_features(model, stimuli_path: str | os.PathLike, out_paths: Mapping[
         ``config["features"]``.
     shard_dir : path
         Folder of the shards (kept after the run: it is the resume state).
+    model_loading : mapping, optional
+        ``config["model_loading"]``: ``scheduler`` (``"ddim"``, the paper's sampler built
+        from the checkpoint's scheduler config, or ``"shipped"``) and ``variant``.
 
     Output files
     ------------
@@ -540,7 +545,8 @@ def extract_features(model, stimuli_path: str | os.PathLike, out_paths: Mapping[
     stimuli file's sorted 0-based 73k ids), ``nsd_ids``; attributes ``shape``
     (per-image array shape, ``features[i].reshape(shape)``), ``feature``,
     ``kind``, ``model``, ``features_config`` (JSON, defaults filled in),
-    ``stimuli``, ``device``, ``dtype``, ``brainldm_version``; for zc and U-Net
+    ``stimuli``, ``device``, ``dtype``, ``brainldm_version``, ``scheduler`` (class),
+    ``scheduler_config`` (JSON), ``shipped_scheduler``; for zc and U-Net
     features also ``strength``, ``stage``, ``step`` (1-based denoising step),
     ``timestep`` (scheduler timestep of that step), ``n_denoising_steps``; for
     U-Net features ``block``.
@@ -552,7 +558,7 @@ def extract_features(model, stimuli_path: str | os.PathLike, out_paths: Mapping[
     if missing or extra:
         raise ValueError(f"out_paths must have one path per feature; missing {missing}, unexpected {extra}")
     index = read_stimuli_index(stimuli_path)
-    pipe = load_model(model, config["device"])
+    pipe = load_model(model, config["device"], **dict(model_loading or {}))
     extractor = FeatureExtractor(pipe, config)
     model_name = str(model) if isinstance(model, (str, os.PathLike)) else str(
         getattr(pipe.config, "_name_or_path", type(pipe).__name__))
@@ -602,6 +608,7 @@ def extract_features(model, stimuli_path: str | os.PathLike, out_paths: Mapping[
         "device": str(extractor.device),
         "dtype": str(extractor.dtype).replace("torch.", ""),
         "brainldm_version": __version__,
+        **scheduler_provenance(pipe),
     })
 
 

@@ -130,7 +130,7 @@ def _shard_done(path: Path, ids: np.ndarray) -> bool:
 
 
 def reconstruct(model, z_path, c_path, image_dir, latents_path, shard_dir, settings: dict, subject: str,
-                stimuli_path=None, sheet_path=None) -> None:
+                stimuli_path=None, sheet_path=None, model_loading: dict | None = None) -> None:
     """Reconstruct every test image of a subject from its decoded z and c.
 
     Test images are processed in shards of ``settings["shard_size"]``; each
@@ -156,14 +156,17 @@ def reconstruct(model, z_path, c_path, image_dir, latents_path, shard_dir, setti
         Seeds the samples.
     stimuli_path, sheet_path : path, optional
         The stimuli HDF5 and the contact sheet PNG to write (original | Xz | Xc | Xzc).
+    model_loading : dict, optional
+        ``config["model_loading"]`` (``scheduler``, ``variant``); the sampler used is
+        recorded in the latents file (``scheduler``, ``scheduler_config``, ``shipped_scheduler``).
     """
-    from .load import load_model
+    from .load import load_model, scheduler_provenance
 
     z, z_ids, z_shape = _read_prediction(z_path)
     c, c_ids, c_shape = _read_prediction(c_path)
     if not np.array_equal(z_ids, c_ids):
         raise ValueError(f"{z_path} and {c_path} predict different test images")
-    pipe = load_model(model, settings["device"])
+    pipe = load_model(model, settings["device"], **dict(model_loading or {}))
     expected_z = (pipe.vae.config.latent_channels,)
     if z_shape[:1] != expected_z or len(z_shape) != 3:
         raise ValueError(f"{z_path}: z of shape {z_shape} does not fit the VAE ({expected_z[0]} latent channels)")
@@ -226,6 +229,7 @@ def reconstruct(model, z_path, c_path, image_dir, latents_path, shard_dir, setti
         out.attrs["settings"] = json.dumps(settings, sort_keys=True)
         out.attrs["subject"] = subject
         out.attrs["model"] = os.fspath(model)
+        out.attrs.update(scheduler_provenance(pipe))
     if sheet_path is not None:
         contact_sheet(stimuli_path, image_dir, z_ids, sheet_path)
     shutil.rmtree(shard_dir)  # everything is in the outputs now

@@ -12,8 +12,8 @@ available, so this module builds a *structurally faithful* stand-in:
 Both use a CLIP-style BPE tokenizer trained on the caption corpus, saved as a
 standard :class:`transformers.CLIPTokenizer`, so that the saved folder has the
 same layout as ``CompVis/stable-diffusion-v1-4`` and everything downstream goes
-through one loader, :func:`load_pipeline`, for the tiny folder, a local SD 1.4
-folder or a hub id alike.
+through one loader, :func:`brainldm.ldm.load.load_pipeline`, for the tiny folder,
+a local SD 1.4 folder or a hub id alike.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from diffusers import (
     StableDiffusionImg2ImgPipeline,
     UNet2DConditionModel,
 )
-from diffusers.utils import is_accelerate_available
 from tokenizers import Tokenizer, models, trainers
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
@@ -43,10 +42,10 @@ from ..seeds import derive_seed
 
 __all__ = [
     "PRESETS",
+    "derive_preset",
     "train_caption_tokenizer",
     "build_pipeline",
     "save_pipeline",
-    "load_pipeline",
 ]
 
 BOS_TOKEN = "<|startoftext|>"
@@ -138,7 +137,7 @@ _SD14: dict[str, dict[str, Any]] = {
 }
 
 
-def _derive(base: Mapping[str, Mapping[str, Any]], overrides: Mapping[str, Mapping[str, Any]]):
+def derive_preset(base: Mapping[str, Mapping[str, Any]], overrides: Mapping[str, Mapping[str, Any]]):
     """Return a deep copy of ``base`` with per-component keys replaced by ``overrides``."""
     out = copy.deepcopy(dict(base))
     for component, changes in overrides.items():
@@ -151,7 +150,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # Small enough to build in about a second and run 10 img2img steps at
     # 128x128 on a laptop CPU, but with the same component types, x8 VAE,
     # 4 latent channels and cross-attention layout as SD 1.4.
-    "tiny": _derive(
+    "tiny": derive_preset(
         _SD14,
         {
             "vae": {
@@ -362,7 +361,7 @@ def _seeded(seed: int, component: str):
 
 
 def build_pipeline(
-    preset: str,
+    preset: str | Mapping[str, Mapping[str, Any]],
     captions: Iterable[str],
     seed: int,
     *,
@@ -372,8 +371,10 @@ def build_pipeline(
 
     Parameters
     ----------
-    preset : str
-        Key of :data:`PRESETS` (``"tiny"`` or ``"sd14"``).
+    preset : str or mapping
+        Key of :data:`PRESETS` (``"tiny"`` or ``"sd14"``), or a spec of the same form
+        (``vae``, ``text_encoder``, ``unet``, ``scheduler`` keyword dicts), e.g. a preset
+        with another checkpoint's structural keys (SD 2.x: linear projections, 1024-d text).
     captions : iterable of str
         Corpus for :func:`train_caption_tokenizer`.
     seed : int
@@ -383,7 +384,7 @@ def build_pipeline(
         ``"meta"`` creates shape-only weights (no memory, no init time), for
         inspecting the architecture, e.g. counting SD 1.4's parameters. Other
         devices are refused because their RNGs would give different weights;
-        build on CPU, save, then :func:`load_pipeline` onto the GPU.
+        build on CPU, save, then :func:`brainldm.ldm.load.load_pipeline` onto the GPU.
 
     Returns
     -------
@@ -398,12 +399,12 @@ def build_pipeline(
         Unsupported device, or a tokenizer larger than the preset's fixed
         text embedding.
     """
-    if preset not in PRESETS:
+    if isinstance(preset, str) and preset not in PRESETS:
         raise KeyError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
     device = torch.device(device)
     if device.type not in ("cpu", "meta"):
         raise ValueError(f"build on 'cpu' (reproducible) or 'meta' (shapes only), not {device}")
-    spec = PRESETS[preset]
+    spec = PRESETS[preset] if isinstance(preset, str) else preset
     text_kw = dict(spec["text_encoder"])
 
     # A preset with a fixed embedding size (SD 1.4: 49408) caps the BPE so that
@@ -498,80 +499,3 @@ def save_pipeline(pipe: StableDiffusionImg2ImgPipeline, out_dir: str | os.PathLi
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
-
-
-# Components that load_pipeline deliberately passes as None.
-_DISABLED = ("safety_checker", "feature_extractor")
-
-
-def _looks_like_local_path(model: str | os.PathLike) -> bool:
-    if isinstance(model, os.PathLike):
-        return True
-    s = str(model)
-    # A hub id is "name" or "owner/name"; anything else is meant as a path.
-    return os.path.isabs(s) or s.startswith(".") or s.count("/") > 1 or "\\" in s
-
-
-def _check_local_folder(folder: Path) -> None:
-    """Raise ``FileNotFoundError`` naming the first missing piece of a local pipeline folder."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"pipeline folder not found: {folder}")
-    index_path = folder / "model_index.json"
-    if not index_path.is_file():
-        raise FileNotFoundError(f"model_index.json missing in pipeline folder {folder}")
-    index = json.loads(index_path.read_text(encoding="utf-8"))
-    for name, value in index.items():
-        if name.startswith("_") or name in _DISABLED:
-            continue
-        # Components are ["library", "ClassName"]; null entries are absent by design.
-        if not (isinstance(value, list) and len(value) == 2 and value[0] is not None):
-            continue
-        if not (folder / name).is_dir():
-            raise FileNotFoundError(
-                f"component {name!r} ({value[0]}.{value[1]}) missing: no folder {folder / name}"
-            )
-
-
-def load_pipeline(
-    model: str | os.PathLike,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-) -> StableDiffusionImg2ImgPipeline:
-    """Load an SD img2img pipeline: the tiny folder, a local SD 1.4 folder or a hub id.
-
-    Parameters
-    ----------
-    model : str or os.PathLike
-        Local diffusers folder or hub id (resolved from the local cache when
-        ``HF_HUB_OFFLINE=1``).
-    device : str or torch.device, default "cpu"
-        Where to move the pipeline.
-    dtype : torch.dtype, default torch.float32
-        Weight dtype.
-
-    Returns
-    -------
-    diffusers.StableDiffusionImg2ImgPipeline
-        Without safety checker and feature extractor.
-
-    Raises
-    ------
-    FileNotFoundError
-        If a local folder, its ``model_index.json`` or one of its component
-        folders (e.g. ``unet/``) is missing; the message names it.
-    """
-    local = Path(model)
-    if local.exists() or _looks_like_local_path(model):
-        _check_local_folder(local)
-        model = str(local)
-    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
-        model,
-        # diffusers 0.42 deprecates ``torch_dtype`` (FutureWarning) for ``dtype``.
-        dtype=dtype,
-        # Without accelerate diffusers falls back anyway, but logs a warning per load.
-        low_cpu_mem_usage=is_accelerate_available(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    return pipe.to(device)
