@@ -7,7 +7,7 @@ from brainldm.encoding import FEATURE_MAPS, banded_map_names
 from brainldm.ldm.model_folder import ModelFolderError, check_model_folder
 from brainldm.ldm.names import feature_names, feature_specs, format_number
 from brainldm.nsd.betas import roi_path, sessions_on_disk
-from brainldm.synthetic.nsd_tree import SyntheticDesign
+from brainldm.synthetic.nsd_tree import subject_sessions
 
 # Built by this workflow when the configuration points at them.
 SYNTHETIC_NSD = "resources/synthetic_nsd"
@@ -53,14 +53,21 @@ BANDED_MAPS = banded_map_names(BANDS)
 PAPER_FIGURES = ("figure6", "figure7", "figure8", "figure9")
 DECODING_TARGETS = config["decoding"]["targets"]
 USES_SYNTHETIC_NSD = NSD_ROOT == SYNTHETIC_NSD
+CAPTION_FILES = [
+    layout.captions(NSD_ROOT, split, config["ingestion"]["captions_dir"]) for split in layout.CAPTION_SPLITS
+]
+if not USES_SYNTHETIC_NSD:
+    # Not part of NSD's download: say where they come from instead of a bare missing-input error.
+    for path in CAPTION_FILES:
+        if not os.path.isfile(path):
+            raise ConfigError(f"config key 'ingestion.captions_dir': {path} not found. {layout.CAPTIONS_SOURCE}")
 
 
 def synthetic_betas(subject):
     """Betas files the synthetic tree holds for one subject."""
-    design = SyntheticDesign.from_config(config["synthetic"])
     return [
         layout.betas(SYNTHETIC_NSD, subject, session, fmt)
-        for session in range(1, design.sessions_released + 1)
+        for session in range(1, subject_sessions(config["synthetic"], subject) + 1)
         for fmt in config["synthetic"]["betas_formats"]
     ]
 
@@ -82,7 +89,7 @@ def nsd_inputs():
         "expdesign": layout.expdesign(NSD_ROOT),
         "stim_info": layout.stim_info(NSD_ROOT),
         "stimuli": layout.stimuli(NSD_ROOT),
-        "captions": [layout.captions(NSD_ROOT, split) for split in layout.CAPTION_SPLITS],
+        "captions": CAPTION_FILES,
     }
 
 

@@ -8,6 +8,11 @@ rule split_trials:
     output:
         trials=trials_tables(),
         test_images="results/split/test_images.tsv",
+        summary=report(
+            "results/split/split_summary.tsv",
+            caption="../report/split_summary.rst",
+            category="Ingestion",
+        ),
     params:
         root=lambda wildcards, input: layout.root_from_expdesign(input.expdesign),
         subjects=SUBJECTS,
@@ -58,6 +63,7 @@ rule extract_stimuli:
         "results/stimuli/stimuli.h5",
     params:
         root=lambda wildcards, input: layout.root_from_expdesign(input.expdesign),
+        captions_dir=config["ingestion"]["captions_dir"],
     log:
         "logs/ingestion/extract_stimuli.log",
     benchmark:

@@ -75,3 +75,25 @@ def workflow_run(tmp_path_factory):
     if result.returncode != 0:
         pytest.fail(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
     return workdir
+
+
+@pytest.fixture(scope="session")
+def nsd_download(tmp_path_factory, anatomy, small_config):
+    """A synthetic tree laid out as NSD is downloaded today: 40 design sessions, all released, HDF5
+    betas; subj03 completed 32 of them (as in NSD); no COCO captions inside (they are a separate
+    download, left in ``coco`` beside the tree)."""
+    import brainldm.nsd.layout as layout
+
+    # One repetition per image, so that shared images shown only after session 32 exist.
+    synthetic = {**small_config["synthetic"], "n_shared_images": 40, "n_unique_images": 40, "repetitions": 1,
+                 "trials_per_session": 2, "runs_per_session": 1, "sessions_withheld": 0,
+                 "sessions_completed": {"subj03": 32}, "betas_formats": ["hdf5"]}
+    config = {**small_config, "subjects": ["subj01", "subj02", "subj03", "subj05", "subj07"], "synthetic": synthetic}
+    out = tmp_path_factory.mktemp("nsd_download")
+    tree = build_tree(out, anatomy / "anatomy_streams.nii.gz", config)
+    coco = out / "coco" / "annotations"
+    coco.mkdir(parents=True)
+    for split in layout.CAPTION_SPLITS:
+        shutil.move(layout.captions(tree["root"], split), coco / f"captions_{split}.json")
+    os.rmdir(layout.captions_dir(tree["root"]))
+    return {**tree, "coco": coco, "synthetic": synthetic}

@@ -73,3 +73,42 @@ def test_existing_folders_are_accepted(config, tmp_path):
     config.update(nsd_root=str(tmp_path / "nsd"), model=str(tmp_path / "sd"))
     validated = validate_config(config, base_dir=str(REPO))
     assert validated["nsd_root"] == str(tmp_path / "nsd")
+
+
+def _merge(base: dict, override: dict) -> dict:
+    """Snakemake's merge of a --configfile over the Snakefile's configfile: nested keys, lists replaced."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _leaves(tree: dict, prefix=""):
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, name)
+        else:
+            yield name, value
+
+
+def test_paper_configuration_leaves_nothing_of_the_demo(config):
+    """config.yaml + config.paper.yaml == the schema's paper defaults, but for the data's location."""
+    paper = yaml.safe_load((REPO / "config.paper.yaml").read_text())
+    merged = validate_config(_merge(config, paper), base_dir=str(REPO), built_by_workflow=BUILT)
+    defaults = validate_config({k: config[k] for k in ("nsd_root", "model", "subjects")},
+                               base_dir=str(REPO), built_by_workflow=BUILT)
+    demo_only = ("synthetic", "model_build")  # used only when nsd_root / model are the workflow-built ones
+    merged_values, default_values = dict(_leaves(merged)), dict(_leaves(defaults))
+    assert set(merged_values) == set(default_values)
+    left = [(key, value) for key, value in merged_values.items()
+            if value != default_values[key] and not key.startswith(demo_only)]
+    assert left == []
+    assert merged["ingestion"]["sessions"] == "paper"
+    assert merged["features"]["image_size"] == 320 and merged["reconstruction"]["n_samples"] == 5
+
+
+def test_sessions_value_error_says_what_is_accepted(config):
+    config["ingestion"]["sessions"] = {"subj09": "all"}
+    with pytest.raises(ConfigError, match=r"ingestion.sessions': expected paper: .*found \{'subj09': 'all'\}"):
+        validate_config(config, base_dir=str(REPO), built_by_workflow=BUILT)

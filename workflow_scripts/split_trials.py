@@ -10,4 +10,5 @@ write_split(
     ingestion=snakemake.params.ingestion,
     trials_paths=dict(zip(snakemake.params.subjects, snakemake.output.trials)),
     test_path=snakemake.output.test_images,
+    summary_path=snakemake.output.summary,
 )

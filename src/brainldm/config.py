@@ -67,6 +67,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"config key {names} is not known (allowed: {sorted(error.schema.get('properties', {}))})"
     if error.validator == "type":
         return f"config key '{key}': expected {error.validator_value}, found {error.instance!r}"
+    if error.validator == "oneOf" and error.schema.get("description"):
+        expected = " ".join(str(error.schema["description"]).split())
+        return f"config key '{key}': expected {expected}; found {error.instance!r}"
     if error.validator == "enum":
         return f"config key '{key}': expected one of {error.validator_value}, found {error.instance!r}"
     return f"config key '{key}': {error.message}"

@@ -7,6 +7,7 @@ here, once. Sessions, runs and trials keep NSD's 1-based numbering.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -17,6 +18,8 @@ from .layout import NSD_SUBJECTS
 
 EXPDESIGN_KEYS = ("masterordering", "subjectim", "sharedix")
 RESPONSE_COLUMNS = ("SESSION", "RUN", "TRIAL", "73KID", "10KID")
+
+log = logging.getLogger(__name__)
 
 
 class NSDInputError(ValueError):
@@ -129,7 +132,43 @@ def trial_table(
     })
 
 
-def select_sessions(in_responses, on_disk, requested="all", missing="error", where="") -> list[int]:
+#: NSD released the last 3 of its 40 design sessions only in 2023 (NSD manual, General Information);
+#: the paper and its peers (Brain-Diffuser, MindEye) used sessions 1-37.
+SESSIONS_RELEASED_IN_2023 = 3
+
+
+def design_sessions(expdesign: dict, responses: pd.DataFrame) -> int:
+    """Sessions of NSD's design: trials of ``masterordering`` over trials per session (40 in NSD)."""
+    per_session = int(responses.groupby("SESSION").size().max())
+    return len(expdesign["masterordering"]) // per_session
+
+
+def paper_sessions(expdesign: dict, responses: pd.DataFrame) -> list[int]:
+    """Sessions of ``ingestion.sessions: paper``: those public when the paper was written (1-37 in NSD)."""
+    return list(range(1, max(1, design_sessions(expdesign, responses) - SESSIONS_RELEASED_IN_2023) + 1))
+
+
+def sessions_for_subject(requested, subject: str):
+    """The ``ingestion.sessions`` value for one subject (a per-subject mapping falls back to ``paper``)."""
+    if isinstance(requested, dict):
+        return requested.get(subject, "paper")
+    return requested
+
+
+def format_sessions(sessions) -> str:
+    """``1-37`` or ``1-3, 5`` for a list of session numbers."""
+    sessions, parts, start = sorted(int(s) for s in sessions), [], None
+    for k, s in enumerate(sessions):
+        if start is None:
+            start = s
+        if k + 1 == len(sessions) or sessions[k + 1] != s + 1:
+            parts.append(f"{start}-{s}" if s > start else f"{s}")
+            start = None
+    return ", ".join(parts) or "none"
+
+
+def select_sessions(in_responses, on_disk, requested="all", missing="error", where="", paper=None,
+                    subject="") -> list[int]:
     """The sessions to use.
 
     Parameters
@@ -138,18 +177,36 @@ def select_sessions(in_responses, on_disk, requested="all", missing="error", whe
         Sessions with trials in ``responses.tsv``.
     on_disk : iterable of int
         Sessions whose betas file exists.
-    requested : "all" or list of int
-        ``"all"``: every session of ``responses.tsv``; a list: those sessions.
+    requested : "paper", "all" or list of int
+        ``"paper"``: the sessions of ``paper`` that the subject has (a subject with fewer
+        sessions, e.g. NSD's subj03 with 32, uses all of its own, with a warning);
+        ``"all"``: every session of ``responses.tsv``; a list: exactly those sessions.
     missing : {"error", "skip"}
         What to do with a requested session that has no betas file.
     where : str
         Folder named in error messages.
+    paper : list of int, optional
+        The paper's sessions (:func:`paper_sessions`); needed for ``"paper"``.
+    subject : str
+        Named in messages.
     """
     in_responses, on_disk = sorted({int(s) for s in in_responses}), {int(s) for s in on_disk}
-    wanted = in_responses if requested == "all" else sorted({int(s) for s in requested})
+    if requested == "paper":
+        wanted = [s for s in paper if s in in_responses]
+        if len(wanted) < len(paper):
+            log.warning("%s has sessions %s in responses.tsv, fewer than the paper's %s: using %s",
+                        subject, format_sessions(in_responses), format_sessions(paper), format_sessions(wanted))
+    elif requested == "all":
+        wanted = in_responses
+    else:
+        wanted = sorted({int(s) for s in requested})
     unknown = [s for s in wanted if s not in in_responses]
     if unknown:
-        raise NSDInputError(f"sessions {unknown} requested but absent from responses.tsv (has {in_responses})")
+        raise NSDInputError(
+            f"{subject}: ingestion.sessions asks for sessions {format_sessions(unknown)}, but its responses.tsv "
+            f"has sessions {format_sessions(in_responses)} (NSD's subj03/04/06/08 completed 32/30/32/30); "
+            "use 'paper', 'all' or a per-subject list"
+        )
     absent = [s for s in wanted if s not in on_disk]
     if absent and missing == "error":
         raise NSDInputError(

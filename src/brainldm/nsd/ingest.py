@@ -29,28 +29,64 @@ def subject_trials(root, subject: str, ingestion: dict) -> tuple[pd.DataFrame, d
     betas_dir = layout.betas_dir(root, subject)
     on_disk = betas_mod.sessions_on_disk(betas_dir, ingestion["betas_format"])
     sessions = design.select_sessions(
-        responses["SESSION"].unique(), on_disk, ingestion["sessions"], ingestion["missing_sessions"], where=betas_dir
+        responses["SESSION"].unique(), on_disk, design.sessions_for_subject(ingestion["sessions"], subject),
+        ingestion["missing_sessions"], where=betas_dir, paper=design.paper_sessions(expdesign, responses),
+        subject=subject,
     )
     table = design.trial_table(expdesign, responses, subject, sessions, layout.responses(root, subject))
     return table, {s: on_disk[s] for s in sessions}
 
 
-def write_split(root, subjects: list[str], ingestion: dict, trials_paths: dict[str, str], test_path: str) -> None:
-    """Trial tables with their split for every subject, and the shared test set.
+def split_summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per subject: sessions used, train and test trials and images, shared images seen and trained on.
 
-    The test set is the shared images seen by every configured subject within
-    its used sessions; all other trials are training trials.
+    Paper, subj01 at sessions 1-37: 24,980 train trials of 8,859 images, 2,770 test trials of 982 images.
+    """
+    rows = []
+    for subject, table in tables.items():
+        train, test = table[table["split"] == "train"], table[table["split"] == "test"]
+        rows.append({
+            "subject": subject,
+            "sessions": design.format_sessions(table["session"].unique()),
+            "n_sessions": int(table["session"].nunique()),
+            "train_trials": len(train), "train_images": int(train["nsd_id"].nunique()),
+            "test_trials": len(test), "test_images": int(test["nsd_id"].nunique()),
+            "shared_images_seen": int(table.loc[table["shared"], "nsd_id"].nunique()),
+            "shared_images_in_train": int(train.loc[train["shared"], "nsd_id"].nunique()),
+        })
+    return pd.DataFrame(rows)
+
+
+def write_split(root, subjects: list[str], ingestion: dict, trials_paths: dict[str, str], test_path: str,
+                summary_path: str | None = None) -> None:
+    """Trial tables with their split for every subject, the shared test set and a summary table.
+
+    The test set is the shared images seen by every configured subject within its used
+    sessions (the paper's four subjects at sessions 1-37 all saw the same 982), so pooled
+    scores compare the same images; all other trials are training trials. A subject whose
+    own shared set is larger (another subject has fewer sessions) is warned about: its
+    other shared images become training images.
     """
     tables = {subject: subject_trials(root, subject, ingestion)[0] for subject in subjects}
     test_ids = design.test_images(tables)
     if len(test_ids) == 0:
         raise design.NSDInputError(f"no shared image was seen by all of {subjects} in the used sessions")
+    tables = {subject: design.assign_split(table, test_ids) for subject, table in tables.items()}
     for subject, table in tables.items():
-        table = design.assign_split(table, test_ids)
         with atomic_path(trials_paths[subject]) as tmp:
             table.to_csv(tmp, sep="\t", index=False)
-        log.info("%s: %d train trials, %d test trials of %d test images", subject,
-                 int((table["split"] == "train").sum()), int((table["split"] == "test").sum()), len(test_ids))
+    summary = split_summary(tables)
+    log.info("train/test split (test: shared images seen by every subject):\n%s", summary.to_string(index=False))
+    for row in summary.itertuples():
+        if row.shared_images_in_train:
+            log.warning(
+                "%s saw %d shared images but the common test set has %d (another subject has fewer sessions): "
+                "%d of its shared images are training images; its results are not comparable to the paper's "
+                "(drop the subject with fewer sessions, or analyse it in a run of its own)",
+                row.subject, row.shared_images_seen, len(test_ids), row.shared_images_in_train)
+    if summary_path is not None:
+        with atomic_path(summary_path) as tmp:
+            summary.to_csv(tmp, sep="\t", index=False)
     counts = pd.DataFrame({"nsd_id": test_ids})
     for subject, table in tables.items():
         reps = table[table["nsd_id"].isin(test_ids)].groupby("nsd_id").size()
@@ -84,12 +120,12 @@ def write_roi_betas(root, subject: str, trials_path: str, ingestion: dict, rois:
     )
 
 
-def write_stimuli(root, trials_paths: list[str], out_path: str) -> None:
-    """Images and captions of every image in the given trial tables."""
+def write_stimuli(root, trials_paths: list[str], out_path: str, captions_dir=None) -> None:
+    """Images and captions of every image in the given trial tables (captions from ``captions_dir``, see layout)."""
     ids = np.unique(np.concatenate([pd.read_csv(p, sep="\t")["nsd_id"].to_numpy() for p in trials_paths]))
     from .stimuli import extract_stimuli
 
     extract_stimuli(
         layout.stimuli(root), layout.stim_info(root),
-        {split: layout.captions(root, split) for split in layout.CAPTION_SPLITS}, ids, out_path,
+        {split: layout.captions(root, split, captions_dir) for split in layout.CAPTION_SPLITS}, ids, out_path,
     )

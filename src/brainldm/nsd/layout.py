@@ -47,9 +47,22 @@ def stimuli(root) -> str:
     return _join(root, "nsddata_stimuli", "stimuli", "nsd", "nsd_stimuli.hdf5")
 
 
-def captions(root, split: str) -> str:
-    """COCO caption file of one split (``train2017`` or ``val2017``)."""
-    return _join(root, "nsddata_stimuli", "stimuli", "nsd", "annotations", f"captions_{split}.json")
+#: Where COCO's captions come from: they are not part of NSD's download.
+CAPTIONS_SOURCE = (
+    "COCO's captions are not part of NSD: download COCO 2017's annotations_trainval2017.zip (the COCO "
+    "dataset's download page, '2017 Train/Val annotations') and unpack its captions_train2017.json and "
+    "captions_val2017.json there, or set ingestion.captions_dir to the folder that holds them"
+)
+
+
+def captions_dir(root) -> str:
+    """Default folder of the COCO caption files: where the nsd_access package unpacks COCO's annotations."""
+    return _join(root, "nsddata_stimuli", "stimuli", "nsd", "annotations")
+
+
+def captions(root, split: str, folder=None) -> str:
+    """COCO caption file of one split (``train2017`` or ``val2017``), in ``folder`` or :func:`captions_dir`."""
+    return os.path.join(os.fspath(folder) if folder else captions_dir(root), f"captions_{split}.json")
 
 
 def responses(root, subject: str) -> str:

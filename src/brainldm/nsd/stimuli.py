@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..io import atomic_path
 from .design import NSDInputError
+from .layout import CAPTIONS_SOURCE
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,17 @@ def captions_by_image(stim_info: pd.DataFrame, caption_files: dict[str, str], ns
     for split in sorted(set(wanted["cocoSplit"])):
         path = caption_files.get(split)
         if path is None or not os.path.exists(path):
-            raise NSDInputError(f"captions of split {split!r} needed, file not found: {path}")
+            raise NSDInputError(f"{path}: captions of split {split!r} needed, file not found. {CAPTIONS_SOURCE}")
         with open(path) as handle:
-            annotations = json.load(handle)["annotations"]
+            try:
+                annotations = json.load(handle)
+            except json.JSONDecodeError as exc:
+                raise NSDInputError(f"{path}: expected COCO's caption JSON, found invalid JSON ({exc}); "
+                                    "download it again") from None
+        if not isinstance(annotations, dict) or not isinstance(annotations.get("annotations"), list):
+            found = sorted(annotations) if isinstance(annotations, dict) else type(annotations).__name__
+            raise NSDInputError(f"{path}: expected COCO's caption JSON with a list 'annotations', found {found}")
+        annotations = annotations["annotations"]
         needed = set(wanted.loc[wanted["cocoSplit"] == split, "cocoId"].astype(int))
         for ann in annotations:
             if ann["image_id"] in needed:

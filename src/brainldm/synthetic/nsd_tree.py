@@ -100,6 +100,12 @@ class SyntheticDesign:
         return design
 
 
+def subject_sessions(synthetic: dict, subject: str) -> int:
+    """Sessions on disk for one subject: the released ones, or fewer where ``sessions_completed`` says so."""
+    released = SyntheticDesign.from_config(synthetic).sessions_released
+    return min(released, int(synthetic.get("sessions_completed", {}).get(subject, released)))
+
+
 def _h5_dataset(group, name, data, **kwargs):
     # track_times=False keeps files byte-identical between runs.
     return group.create_dataset(name, data=data, track_times=False, **kwargs)
@@ -360,13 +366,17 @@ def _runs_and_trials(trials_per_session: int, runs_per_session: int) -> tuple[np
 
 
 def _write_betas(root, subject, session, volume_betas, affine, formats) -> None:
-    """Write one session: HDF5 as (trials, Z, Y, X), NIfTI as (X, Y, Z, trials)."""
+    """Write one session: HDF5 as (trials, Z, Y, X), NIfTI as (X, Y, Z, trials).
+
+    The HDF5 is laid out as NSD's: chunks ``[1 1 1 trials]`` in MATLAB order, i.e.
+    one uncompressed chunk per voxel holding all its trials, so that the reader
+    is tested on the layout it meets on the real files.
+    """
     if "hdf5" in formats:
+        n_trials = volume_betas.shape[3]
         with atomic_path(layout.betas(root, subject, session, "hdf5")) as tmp, h5py.File(tmp, "w") as h5:
-            _h5_dataset(
-                h5, "betas", np.ascontiguousarray(volume_betas.transpose(3, 2, 1, 0)),
-                chunks=(1,) + volume_betas.shape[2::-1], compression="gzip", compression_opts=1,
-            )
+            _h5_dataset(h5, "betas", np.ascontiguousarray(volume_betas.transpose(3, 2, 1, 0)),
+                        chunks=(n_trials, 1, 1, 1))
     if "nii.gz" in formats:
         _save_nifti(layout.betas(root, subject, session, "nii.gz"), volume_betas, affine)
 
@@ -418,7 +428,7 @@ def build_subject(
     truth = plant_voxels(labels, synthetic, subject, images, categories)
     signal_cfg = synthetic["signal"]
 
-    n_sessions = design.sessions_released
+    n_sessions = subject_sessions(synthetic, subject)
     drift = signal_cfg["session_gain_drift"]
     gains = 1 + drift * (np.linspace(-0.5, 0.5, n_sessions) if n_sessions > 1 else np.zeros(1))
     offsets = np.empty((n_sessions, len(brain)))
