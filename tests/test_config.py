@@ -112,3 +112,15 @@ def test_sessions_value_error_says_what_is_accepted(config):
     config["ingestion"]["sessions"] = {"subj09": "all"}
     with pytest.raises(ConfigError, match=r"ingestion.sessions': expected paper: .*found \{'subj09': 'all'\}"):
         validate_config(config, base_dir=str(REPO), built_by_workflow=BUILT)
+
+
+def test_nested_command_line_values_read_as_yaml(config):
+    """--config features='{strengths: [0.5]}' arrives with '0.5' inside; where no string is allowed it is 0.5."""
+    config["features"] = {**config["features"], "strengths": ["0.5", "0.8"], "image_size": "64"}
+    config["flatmaps"] = {"with_rois": "false"}
+    validated = validate_config(config, base_dir=str(REPO), built_by_workflow=BUILT)
+    assert validated["features"]["strengths"] == [0.5, 0.8] and validated["features"]["image_size"] == 64
+    assert validated["flatmaps"]["with_rois"] is False
+    config["features"]["strengths"] = ["half"]
+    with pytest.raises(ConfigError, match=r"features.strengths\[0\]': expected number, found 'half'"):
+        validate_config(config, base_dir=str(REPO), built_by_workflow=BUILT)

@@ -73,6 +73,10 @@ def test_subject_not_in_design_file(synthetic_tree):
     truncated = {**expdesign, "subjectim": expdesign["subjectim"][:2]}
     with pytest.raises(NSDInputError, match="subj05.*not in the design file.*2 rows"):
         design.subject_images(truncated, "subj05", path="nsd_expdesign.mat")
+    responses = design.read_responses(layout.responses(synthetic_tree["root"], "subj01"))
+    path = layout.expdesign(synthetic_tree["root"])
+    with pytest.raises(NSDInputError, match=rf"^{path}: subject 'subj05' not in the design file"):
+        design.trial_table(truncated, responses, "subj05", [1], expdesign_path=path)
 
 
 def test_responses_inconsistent_with_design(synthetic_tree, small_config):

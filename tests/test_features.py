@@ -364,3 +364,12 @@ def test_out_paths_must_match_names(data, tmp_path):
 def test_image_size_must_fit_the_vae(pipe):
     with pytest.raises(ValueError, match="multiple of the VAE"):
         FeatureExtractor(pipe, {**CONFIG, "image_size": 60})
+
+
+def test_brick_smaller_than_the_input_is_logged(data, tmp_path, caplog):
+    caplog.set_level("WARNING")
+    config = {**CONFIG, "image_size": 96, "strengths": [0.8], "stages": [1.0], "unet_blocks": []}
+    paths = {n: tmp_path / f"{n}.h5" for n in feature_names(config)}
+    extract_features(data["model"], data["stimuli"], paths, config, tmp_path / "shards")
+    assert any(f"images are {BRICK_SIZE} px, upscaled (LANCZOS) to features.image_size 96 px" in r.getMessage()
+               for r in caplog.records)

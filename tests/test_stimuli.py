@@ -72,3 +72,32 @@ def test_image_without_captions(synthetic_tree, tmp_path):
     with pytest.raises(NSDInputError, match=rf"captions.json: no caption for cocoId {coco_id} \(73k id 3\)"):
         stimuli.extract_stimuli(layout.stimuli(root), layout.stim_info(root), files, [3], tmp_path / "o.h5")
     assert not (tmp_path / "o.h5").exists()
+
+
+@pytest.mark.parametrize(("content", "found"), [
+    ('{"annotations": [{"image_id": 1, "caption": "a b', "invalid JSON"),
+    ('{"images": []}', "found ['images']"),
+])
+def test_broken_caption_file_is_named(synthetic_tree, tmp_path, content, found):
+    root = synthetic_tree["root"]
+    files = _caption_files(root)
+    info = stimuli.read_stim_info(layout.stim_info(root))
+    split = info.loc[0, "cocoSplit"]
+    broken = tmp_path / f"captions_{split}.json"
+    broken.write_text(content)
+    with pytest.raises(NSDInputError) as error:
+        stimuli.extract_stimuli(layout.stimuli(root), layout.stim_info(root), {**files, split: str(broken)},
+                                np.array([0]), tmp_path / "s.h5")
+    assert str(error.value).startswith(f"{broken}: expected COCO's caption JSON") and found in str(error.value)
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_missing_caption_file_says_where_captions_come_from(synthetic_tree, tmp_path):
+    root = synthetic_tree["root"]
+    info = stimuli.read_stim_info(layout.stim_info(root))
+    split = info.loc[0, "cocoSplit"]
+    missing = layout.captions(tmp_path, split)
+    with pytest.raises(NSDInputError, match=rf"{missing}: captions of split '{split}' needed, file not found\. "
+                                            "COCO's captions are not part of NSD.*annotations_trainval2017.zip"):
+        stimuli.extract_stimuli(layout.stimuli(root), layout.stim_info(root), {split: missing}, np.array([0]),
+                                tmp_path / "s.h5")

@@ -94,3 +94,18 @@ def test_full_run_builds_every_target(workflow_run, small_config):
     # nothing left to do: the run is complete and consistent
     again = run_snakemake(workflow_run, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_model_folder_without_unet_stops_before_any_job(tmp_path):
+    """A local model folder is checked when the DAG is built, not in extract_features hours later."""
+    model = tmp_path / "sd14"
+    model.mkdir()
+    (model / "model_index.json").write_text(
+        '{"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"], '
+        '"vae": ["diffusers", "AutoencoderKL"]}')
+    (model / "vae").mkdir()
+    result = run_snakemake(tmp_path / "work", "--cores", "1", "--config", f"model={model}")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "config key 'model'" in output and f"no folder {model / 'unet'}" in output
+    assert not (tmp_path / "work" / "resources").exists() and not (tmp_path / "work" / "logs").exists()

@@ -86,6 +86,52 @@ def _fill_defaults(instance, schema) -> None:
             _fill_defaults(instance[name], sub)
 
 
+def _types(schema: dict) -> set[str]:
+    kinds = schema.get("type", [])
+    kinds = {kinds} if isinstance(kinds, str) else set(kinds)
+    for option in schema.get("oneOf", []) + schema.get("anyOf", []):
+        kinds |= _types(option)
+    return kinds
+
+
+def _coerce_strings(instance, schema: dict):
+    """Numbers and booleans that arrive as strings (nested ``--config`` values) read back as YAML.
+
+    Snakemake passes ``--config features='{strengths: [0.5]}'`` with ``'0.5'`` inside; where the
+    schema does not allow a string there, the YAML value of the string is used if its type fits.
+    """
+    if isinstance(instance, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, value in instance.items():
+            sub = properties.get(key, extra if isinstance(extra, dict) else {})
+            instance[key] = _coerce_strings(value, sub)
+        return instance
+    if isinstance(instance, list):
+        items = schema.get("items", {})
+        if not items:
+            for option in schema.get("oneOf", []):
+                items = option.get("items", items) if option.get("type") == "array" else items
+        return [_coerce_strings(value, items) for value in instance]
+    if isinstance(instance, str) and "enum" in schema and instance not in schema["enum"]:
+        try:
+            value = yaml.safe_load(instance)
+        except yaml.YAMLError:
+            return instance
+        return value if any(value == v and type(value) is type(v) for v in schema["enum"]) else instance
+    kinds = _types(schema)
+    if isinstance(instance, str) and kinds and "string" not in kinds:
+        try:
+            value = yaml.safe_load(instance)
+        except yaml.YAMLError:
+            return instance
+        fits = {"number": (int, float), "integer": (int,), "boolean": (bool,), "null": (type(None),)}
+        if any(isinstance(value, fits[k]) and (k == "boolean" or not isinstance(value, bool))
+               for k in kinds if k in fits):
+            return value
+    return instance
+
+
 def _check_paths(config: dict, base_dir: str, built_by_workflow: dict[str, Iterable[str]]) -> None:
     def resolve(value: str) -> str:
         return value if os.path.isabs(value) else os.path.join(base_dir, value)
@@ -151,6 +197,7 @@ def validate_config(config: dict, base_dir: str = ".", built_by_workflow: dict |
     schema = load_schema()
     validated = copy.deepcopy(dict(config))
     _fill_defaults(validated, schema)
+    _coerce_strings(validated, schema)
     errors = sorted(
         jsonschema.Draft202012Validator(schema).iter_errors(validated),
         key=lambda e: (len(e.absolute_path), _key(e.absolute_path)),

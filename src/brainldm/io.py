@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -37,12 +38,44 @@ def atomic_path(path: str | os.PathLike):
         if final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+        if is_disk_full(exc):
+            raise DiskFullError(
+                f"{final.parent}: disk full while writing {final.name} "
+                f"({_free_space(final.parent)} free); free space or move the working directory, then rerun"
+            ) from None
         raise
+
+
+class DiskFullError(OSError):
+    """The disk filled up while an output was written (nothing looking finished was left)."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for ENOSPC, also when HDF5 reports it inside another error's text (``errno = 28``)."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        text = str(exc)
+        if f"errno = {errno.ENOSPC}," in text or "No space left on device" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _free_space(folder: Path) -> str:
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return "unknown"
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if free < 1000 or unit == "TB":
+            return f"{free:.0f} {unit}" if unit == "B" else f"{free:.1f} {unit}"
+        free /= 1000
 
 
 def rows_of_ids(ids: np.ndarray, wanted: np.ndarray, path) -> np.ndarray:

@@ -558,6 +558,9 @@ def extract_features(model, stimuli_path: str | os.PathLike, out_paths: Mapping[
     if missing or extra:
         raise ValueError(f"out_paths must have one path per feature; missing {missing}, unexpected {extra}")
     index = read_stimuli_index(stimuli_path)
+    if index.image_shape[0] < config["image_size"]:
+        log.warning("%s: images are %d px, upscaled (LANCZOS) to features.image_size %d px: z sees no more "
+                    "detail than the brick has", stimuli_path, index.image_shape[0], config["image_size"])
     pipe = load_model(model, config["device"], **dict(model_loading or {}))
     extractor = FeatureExtractor(pipe, config)
     model_name = str(model) if isinstance(model, (str, os.PathLike)) else str(

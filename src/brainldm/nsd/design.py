@@ -79,6 +79,7 @@ def trial_table(
     subject: str,
     sessions,
     responses_path="responses.tsv",
+    expdesign_path="nsd_expdesign.mat",
 ) -> pd.DataFrame:
     """One row per trial of the used sessions, in acquisition order.
 
@@ -92,7 +93,7 @@ def trial_table(
         ``subjXX``.
     sessions : sequence of int
         1-based sessions to keep.
-    responses_path : str
+    responses_path, expdesign_path : str
         Named in error messages.
 
     Returns
@@ -103,7 +104,7 @@ def trial_table(
         ``nsd_id`` (0-based 73k id), ``index_10k`` (1-based, NSD's) and
         ``shared`` (one of NSD's shared images).
     """
-    images = subject_images(expdesign, subject)
+    images = subject_images(expdesign, subject, expdesign_path)
     shared = set(expdesign["sharedix"] - 1)
     table = responses.loc[responses["SESSION"].isin(list(sessions)), list(RESPONSE_COLUMNS)].copy()
     table = table.sort_values(["SESSION", "RUN", "TRIAL"], kind="stable")

@@ -33,7 +33,8 @@ def subject_trials(root, subject: str, ingestion: dict) -> tuple[pd.DataFrame, d
         ingestion["missing_sessions"], where=betas_dir, paper=design.paper_sessions(expdesign, responses),
         subject=subject,
     )
-    table = design.trial_table(expdesign, responses, subject, sessions, layout.responses(root, subject))
+    table = design.trial_table(expdesign, responses, subject, sessions, layout.responses(root, subject),
+                               layout.expdesign(root))
     return table, {s: on_disk[s] for s in sessions}
 
 
