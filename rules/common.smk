@@ -1,7 +1,7 @@
 # Configuration checks, paths and input functions.
 import os
 
-from brainldm.config import ConfigError, validate_config
+from brainldm.config import ConfigError, validate_config, without_runtime
 from brainldm.nsd import layout
 from brainldm.encoding import FEATURE_MAPS, banded_map_names
 from brainldm.ldm.model_folder import ModelFolderError, check_model_folder
@@ -182,7 +182,8 @@ def roi_betas(subject):
 
 def single_model_settings():
     """Encoding settings without those of the joint models (changing them reruns only the joint models)."""
-    return {key: value for key, value in config["encoding"].items() if not key.startswith("banded_")}
+    settings = without_runtime(config["encoding"], "encoding")
+    return {key: value for key, value in settings.items() if not key.startswith("banded_")}
 
 
 def encoding_betas(wildcards):

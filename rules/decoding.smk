@@ -8,7 +8,7 @@ rule decode_latent:
     output:
         "results/{subject}/decoding/{target}.h5",
     params:
-        decoding=config["decoding"],
+        decoding=without_runtime(config["decoding"], "decoding"),
         roi=lambda wildcards: DECODING_TARGETS[wildcards.target],
     log:
         "logs/decoding/decode_latent/{subject}_{target}.log",
@@ -41,7 +41,7 @@ rule reconstruct_images:
         ),
     params:
         model=model_location,
-        settings=config["reconstruction"],
+        settings=without_runtime(config["reconstruction"], "reconstruction"),
         model_loading=config["model_loading"],
         shard_dir=lambda wildcards, output: os.path.join(os.path.dirname(output.latents), "shards"),
     log:

@@ -39,7 +39,7 @@ rule encode_banded:
         result="results/{subject}/encoding/banded/z+{zc}.h5",
         **{name: f"results/{{subject}}/encoding/maps/z+{{zc}}_{name}.nii.gz" for name in BANDED_MAPS},
     params:
-        settings=config["encoding"],
+        settings=without_runtime(config["encoding"], "encoding"),
         bands=BANDS,
         map_names=BANDED_MAPS,
     log:
@@ -64,7 +64,7 @@ rule map_best_unet_layer:
         map="results/{subject}/encoding/maps/best_unet_layer_t{stage}_label.nii.gz",
         labels="results/{subject}/encoding/best_unet_layer_t{stage}.tsv",
     params:
-        settings=config["encoding"],
+        settings=without_runtime(config["encoding"], "encoding"),
     log:
         "logs/encoding/map_best_unet_layer/{subject}_t{stage}.log",
     resources:
@@ -88,7 +88,7 @@ rule summarize_encoding_by_roi:
             subcategory="{subject}",
         ),
     params:
-        settings=config["encoding"],
+        settings=without_runtime(config["encoding"], "encoding"),
     log:
         "logs/encoding/summarize_encoding_by_roi/{subject}.log",
     resources:

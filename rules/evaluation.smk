@@ -18,7 +18,7 @@ rule evaluate_subject:
         ),
     params:
         n_samples=config["reconstruction"]["n_samples"],
-        settings=config["evaluation"],
+        settings=without_runtime(config["evaluation"], "evaluation"),
     log:
         "logs/evaluation/evaluate_subject/{subject}.log",
     benchmark:
@@ -59,7 +59,7 @@ rule evaluate_pooled:
     params:
         subjects=SUBJECTS,
         n_samples=config["reconstruction"]["n_samples"],
-        settings=config["evaluation"],
+        settings=without_runtime(config["evaluation"], "evaluation"),
     log:
         "logs/evaluation/evaluate_pooled.log",
     resources:

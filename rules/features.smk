@@ -10,7 +10,7 @@ rule extract_features:
     params:
         model=model_location,
         names=FEATURE_NAMES,
-        features=config["features"],
+        features=without_runtime(config["features"], "features"),
         model_loading=config["model_loading"],
         shard_dir=lambda wildcards, output: os.path.join(os.path.dirname(output[0]), "shards"),
     log:

@@ -99,3 +99,17 @@ def test_a_killed_run_resumes_and_equals_an_uninterrupted_run(workflow_run, tmp_
     assert "complete, skipped" in log  # the finished shards were not recomputed
     assert done_before
     assert _feature_files(work) == expected
+
+
+def test_runtime_knobs_rerun_nothing(workflow_run):
+    """Batch sizes, shard sizes, devices and backends change how jobs run, not what they compute."""
+    changes = ['features={"batch_size": 3, "shard_size": 5, "device": "cpu"}',
+               'reconstruction={"batch_size": 1, "shard_size": 3, "device": "cpu"}',
+               'decoding={"backend": "numpy", "n_targets_batch": 7}',
+               'encoding={"backend": "numpy", "n_targets_batch": 11, "n_alphas_batch": 2}',
+               'evaluation={"batch_size": 5, "device": "cpu"}']
+    result = run_snakemake(workflow_run, "-n", "--config", *changes)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
+    changed = run_snakemake(workflow_run, "-n", "--config", 'features={"num_inference_steps": 9}')
+    assert "extract_features" in changed.stdout  # a setting of the science still reruns

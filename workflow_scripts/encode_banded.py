@@ -1,5 +1,6 @@
 """Rule encode_banded: joint z + zc banded ridge; unique variance of each band."""
 
+from brainldm.config import with_runtime
 from brainldm.encoding import encode_banded
 from brainldm.logs import setup_logging
 
@@ -10,6 +11,6 @@ encode_banded(
     reference_path=snakemake.input.reference,
     out_h5=snakemake.output.result,
     out_maps={name: snakemake.output[name] for name in snakemake.params.map_names},
-    settings=snakemake.params.settings,
+    settings=with_runtime(snakemake.params.settings, snakemake.config, "encoding"),
     alone_paths={band: snakemake.input[f"{band}_alone"] for band in snakemake.params.bands},
 )

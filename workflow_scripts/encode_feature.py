@@ -1,5 +1,6 @@
 """Rule encode_feature: ridge from one PCA feature to every voxel; r, p, q, significance maps."""
 
+from brainldm.config import with_runtime
 from brainldm.encoding import encode_feature
 from brainldm.logs import setup_logging
 
@@ -10,6 +11,6 @@ encode_feature(
     reference_path=snakemake.input.reference,
     out_h5=snakemake.output.result,
     out_maps={name: snakemake.output[name] for name in snakemake.params.map_names},
-    settings=snakemake.params.settings,
+    settings=with_runtime(snakemake.params.settings, snakemake.config, "encoding"),
     feature=snakemake.wildcards.feature,
 )

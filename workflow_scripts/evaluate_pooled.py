@@ -1,5 +1,6 @@
 """Rule evaluate_pooled: identification table and Figure-5 plot over subjects, and the community table."""
 
+from brainldm.config import with_runtime
 from brainldm.evaluation import evaluate_pooled
 from brainldm.logs import setup_logging
 
@@ -9,7 +10,7 @@ evaluate_pooled(
     paper_paths=snakemake.input.paper,
     community_paths=snakemake.input.community,
     n_samples=snakemake.params.n_samples,
-    settings=snakemake.params.settings,
+    settings=with_runtime(snakemake.params.settings, snakemake.config, "evaluation"),
     identification_path=snakemake.output.identification,
     plot_path=snakemake.output.plot,
     community_path=snakemake.output.community,

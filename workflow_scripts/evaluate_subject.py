@@ -1,5 +1,6 @@
 """Rule evaluate_subject: per-image identification and community scores of one subject's reconstructions."""
 
+from brainldm.config import with_runtime
 from brainldm.evaluation import evaluate_subject
 from brainldm.logs import setup_logging
 
@@ -9,7 +10,7 @@ evaluate_subject(
     test_images_path=snakemake.input.test_images,
     image_dir=snakemake.input.images,
     n_samples=snakemake.params.n_samples,
-    settings=snakemake.params.settings,
+    settings=with_runtime(snakemake.params.settings, snakemake.config, "evaluation"),
     subject=snakemake.wildcards.subject,
     paper_path=snakemake.output.paper,
     community_path=snakemake.output.community,

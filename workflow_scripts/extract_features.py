@@ -1,5 +1,6 @@
 """Rule extract_features: z, c, zc and U-Net activations of every stimulus image."""
 
+from brainldm.config import with_runtime
 from brainldm.ldm import extract_features
 from brainldm.logs import setup_logging
 
@@ -8,7 +9,7 @@ extract_features(
     model=snakemake.params.model,
     stimuli_path=snakemake.input.stimuli,
     out_paths=dict(zip(snakemake.params.names, snakemake.output)),
-    features_config=snakemake.params.features,
+    features_config=with_runtime(snakemake.params.features, snakemake.config, "features"),
     shard_dir=snakemake.params.shard_dir,
     model_loading=snakemake.params.model_loading,
 )

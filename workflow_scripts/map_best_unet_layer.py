@@ -1,5 +1,6 @@
 """Rule map_best_unet_layer: the U-Net block that predicts each significant voxel best, at one stage."""
 
+from brainldm.config import with_runtime
 from brainldm.encoding import best_layer_map
 from brainldm.logs import setup_logging
 
@@ -9,5 +10,5 @@ best_layer_map(
     reference_path=snakemake.input.reference,
     out_map=snakemake.output.map,
     out_labels=snakemake.output.labels,
-    settings=snakemake.params.settings,
+    settings=with_runtime(snakemake.params.settings, snakemake.config, "encoding"),
 )

@@ -1,5 +1,6 @@
 """Rule reconstruct_images: Xz, Xc and Xzc of every test image of one subject."""
 
+from brainldm.config import with_runtime
 from brainldm.ldm.reconstruct import reconstruct
 from brainldm.logs import setup_logging
 
@@ -11,7 +12,7 @@ reconstruct(
     image_dir=snakemake.output.images,
     latents_path=snakemake.output.latents,
     shard_dir=snakemake.params.shard_dir,
-    settings=snakemake.params.settings,
+    settings=with_runtime(snakemake.params.settings, snakemake.config, "reconstruction"),
     subject=snakemake.wildcards.subject,
     stimuli_path=snakemake.input.stimuli,
     sheet_path=snakemake.output.sheet,

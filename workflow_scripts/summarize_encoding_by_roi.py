@@ -1,5 +1,6 @@
 """Rule summarize_encoding_by_roi: mean r and fraction of significant voxels per streams label."""
 
+from brainldm.config import with_runtime
 from brainldm.encoding import roi_summary
 from brainldm.logs import setup_logging
 
@@ -8,5 +9,5 @@ roi_summary(
     result_paths=list(snakemake.input.results),
     streams_path=snakemake.input.streams,
     out_tsv=snakemake.output[0],
-    settings=snakemake.params.settings,
+    settings=with_runtime(snakemake.params.settings, snakemake.config, "encoding"),
 )

@@ -19,6 +19,29 @@ class ConfigError(ValueError):
     """A configuration value is missing, of the wrong type or points nowhere."""
 
 
+#: Keys that say how a job runs, not what it computes (the same outputs whatever their values). The
+#: rules leave them out of ``params`` (Snakemake reruns a job whose params change) and the job
+#: scripts add them back from the configuration (:func:`with_runtime`).
+RUNTIME_KEYS = {
+    "features": ("device", "batch_size", "shard_size"),
+    "reconstruction": ("device", "batch_size", "shard_size"),
+    "decoding": ("backend", "n_targets_batch"),
+    "encoding": ("backend", "n_targets_batch", "n_alphas_batch"),
+    "evaluation": ("device", "batch_size"),
+}
+
+
+def without_runtime(settings: dict, section: str) -> dict:
+    """``settings`` (a section of the configuration) without its :data:`RUNTIME_KEYS`: what a rule's params carry."""
+    runtime = RUNTIME_KEYS.get(section, ())
+    return {key: value for key, value in settings.items() if key not in runtime}
+
+
+def with_runtime(settings: dict, config: dict, section: str) -> dict:
+    """``settings`` from a rule's params completed with the runtime keys of ``config[section]``."""
+    return {**settings, **{key: config[section][key] for key in RUNTIME_KEYS.get(section, ()) if key in config[section]}}
+
+
 def load_schema() -> dict:
     """The JSON schema of ``config.yaml`` shipped with the package."""
     text = resources.files("brainldm").joinpath("schemas/config.schema.yaml").read_text()
