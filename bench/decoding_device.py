@@ -109,7 +109,8 @@ def make_ridge_data(n_train: int, n_test: int, n_voxels: int, n_targets: int, de
 
 def ridge_runs(data, n_voxels: int, backend: str, batch: int, repeats: int, deadline: float,
                device: torch.device) -> dict:
-    from brainldm.ridge import columnwise_correlation, fit_predict
+    from brainldm.ridge import fit_predict
+    from brainldm.stats import columnwise_correlation
 
     x_train, y_train, x_test, y_test = data
     x_train, x_test = x_train[:, :n_voxels], x_test[:, :n_voxels]

@@ -16,7 +16,7 @@ from brainldm.evaluation.images import (
     reconstruction_files,
     resize_images,
 )
-from brainldm.ldm.reconstruct import image_name
+from brainldm.ldm.names import image_name
 
 
 def _save(folder, names, rng, size=8):

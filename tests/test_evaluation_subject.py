@@ -11,7 +11,7 @@ from PIL import Image
 from brainldm.config import section_defaults
 from brainldm.evaluation import EvaluationInputError, RANDOM_NOTICE, evaluate_subject
 from brainldm.evaluation.tables import read_header, read_table
-from brainldm.ldm.reconstruct import image_name
+from brainldm.ldm.names import image_name
 
 N_IMAGES, N_SAMPLES = 10, 2
 SETTINGS = {**section_defaults("evaluation"), "weights": "random", "device": "cpu", "image_scale": 0.3,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brainldm.ridge import RowsOf, Standardizer, columnwise_correlation, fit_predict, fold_bounds, resolve_backend
+from brainldm.ridge import RowsOf, Standardizer, fit_predict, fold_bounds, resolve_backend
+from brainldm.stats import columnwise_correlation
 
 ALPHAS = np.logspace(-2, 5, 15)
 

@@ -229,10 +229,33 @@ def validate_config(config: dict, base_dir: str = ".", built_by_workflow: dict |
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(_describe(e) for e in errors))
     _check_paths(validated, base_dir, built_by_workflow or {})
     _check_references(validated)
-    from .synthetic.nsd_tree import SyntheticDesign
-
-    try:
-        SyntheticDesign.from_config(validated["synthetic"])
-    except ValueError as exc:
-        raise ConfigError(f"config key {exc}") from None
+    check_synthetic_sizes(validated["synthetic"])
     return validated
+
+
+def check_synthetic_sizes(synthetic: dict) -> None:
+    """The synthetic design's sizes fit together (whole sessions, a released session, runs of trials).
+
+    Raises
+    ------
+    ConfigError
+        Naming the ``synthetic`` key at fault.
+    """
+    n_trials = (synthetic["n_shared_images"] + synthetic["n_unique_images"]) * synthetic["repetitions"]
+    per_session = synthetic["trials_per_session"]
+    if n_trials % per_session:
+        raise ConfigError(
+            "config key 'synthetic.trials_per_session': (n_shared_images + n_unique_images) * repetitions"
+            f" = {n_trials} trials must be a multiple of it, found {per_session}"
+        )
+    n_sessions = n_trials // per_session
+    if not 0 <= synthetic["sessions_withheld"] < n_sessions:
+        raise ConfigError(
+            f"config key 'synthetic.sessions_withheld': expected a value in [0, {n_sessions}), "
+            f"found {synthetic['sessions_withheld']}"
+        )
+    if synthetic["runs_per_session"] > per_session:
+        raise ConfigError(
+            f"config key 'synthetic.runs_per_session': expected at most trials_per_session "
+            f"({per_session}), found {synthetic['runs_per_session']}"
+        )

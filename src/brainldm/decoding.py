@@ -12,7 +12,8 @@ import h5py
 import numpy as np
 
 from .io import atomic_path, rows_of_ids
-from .ridge import RowsOf, columnwise_correlation, fit_predict
+from .ridge import RowsOf, fit_predict
+from .stats import columnwise_correlation
 
 log = logging.getLogger(__name__)
 

@@ -355,13 +355,3 @@ def fit_predict(
         log.info("ridge (%s): targets %d-%d of %d", name, start, stop, n_targets)
     edge = np.isclose(best_alphas, alphas.min()) | np.isclose(best_alphas, alphas.max())
     return RidgeFit(predictions, best_alphas, cv_scores, edge)
-
-
-def columnwise_correlation(a: np.ndarray, b: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Pearson correlation between matching columns (``axis=0``) or rows (``axis=1``); 0 where undefined."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    a = a - a.mean(axis=axis, keepdims=True)
-    b = b - b.mean(axis=axis, keepdims=True)
-    denom = np.sqrt((a * a).sum(axis=axis) * (b * b).sum(axis=axis))
-    return np.divide((a * b).sum(axis=axis), denom, out=np.zeros_like(denom), where=denom > 0)

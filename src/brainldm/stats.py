@@ -14,9 +14,17 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from .ridge import columnwise_correlation
+__all__ = ["columnwise_correlation", "pearson_r", "r_pvalue", "fdr_bh", "VoxelStats", "voxel_stats", "r2_score"]
 
-__all__ = ["pearson_r", "r_pvalue", "fdr_bh", "VoxelStats", "voxel_stats", "r2_score"]
+
+def columnwise_correlation(a: np.ndarray, b: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Pearson correlation between matching columns (``axis=0``) or rows (``axis=1``); 0 where undefined."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    a = a - a.mean(axis=axis, keepdims=True)
+    b = b - b.mean(axis=axis, keepdims=True)
+    denom = np.sqrt((a * a).sum(axis=axis) * (b * b).sum(axis=axis))
+    return np.divide((a * b).sum(axis=axis), denom, out=np.zeros_like(denom), where=denom > 0)
 
 
 def pearson_r(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..io import rows_of_ids
-from ..ldm.reconstruct import METHODS, image_name
+from ..ldm.names import METHODS, image_name
 
 
 class EvaluationInputError(ValueError):

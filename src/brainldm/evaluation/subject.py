@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..ldm.reconstruct import METHODS
+from ..ldm.names import METHODS
 from .identification import sample_mean_identification, standardize_rows, two_way_identification
 from .images import load_originals, read_images, read_test_ids, reconstruction_files
 from .metrics import PIXEL_SIZE, correlation_distance, pixel_scores
@@ -123,7 +123,7 @@ def evaluate_subject(stimuli_path, test_images_path, image_dir, n_samples: int, 
     test_images_path : path
         ``test_images.tsv`` (column ``nsd_id``).
     image_dir : path
-        Reconstruction PNGs (see :func:`brainldm.ldm.reconstruct.image_name`).
+        Reconstruction PNGs (see :func:`brainldm.ldm.names.image_name`).
     n_samples : int
         Samples of Xc and Xzc (``config["reconstruction"]["n_samples"]``).
     settings : dict

@@ -53,7 +53,7 @@ from PIL import Image
 
 from .. import __version__
 from ..io import atomic_path
-from ..nsd.design import NSDInputError
+from ..errors import NSDInputError
 from ..seeds import derive_seed
 from .load import img2img_timesteps, load_model, scheduler_provenance
 from .names import FeatureSpec, denoising_steps, feature_specs, img2img_strengths, stage_step, with_defaults

@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from ..config import complete_settings, section_defaults
 
 __all__ = [
+    "METHODS",
+    "image_name",
     "FEATURE_DEFAULTS",
     "FeatureSpec",
     "with_defaults",
@@ -56,6 +58,15 @@ __all__ = [
     "feature_specs",
     "feature_names",
 ]
+
+#: Reconstructions (paper Figures 1, 3, 4): decoded z, text-to-image from decoded c, img2img from both.
+METHODS = ("Xz", "Xc", "Xzc")
+
+
+def image_name(method: str, nsd_id: int, sample: int) -> str:
+    """File name of one reconstruction (PNG) inside a subject's image folder."""
+    return f"{method}/{int(nsd_id):05d}_{sample}.png" if method != "Xz" else f"Xz/{int(nsd_id):05d}.png"
+
 
 #: Defaults of ``config["features"]`` (the paper's values where it states one), from the schema.
 FEATURE_DEFAULTS: dict = section_defaults("features")

@@ -30,16 +30,9 @@ from PIL import Image
 
 from ..io import atomic_path
 from ..seeds import derive_seed
+from .names import METHODS, image_name
 
 log = logging.getLogger(__name__)
-
-METHODS = ("Xz", "Xc", "Xzc")
-
-
-def image_name(method: str, nsd_id: int, sample: int) -> str:
-    """File name of one reconstruction (PNG)."""
-    return f"{method}/{int(nsd_id):05d}_{sample}.png" if method != "Xz" else f"Xz/{int(nsd_id):05d}.png"
-
 
 def _to_pil(batch: torch.Tensor) -> list[Image.Image]:
     """Images in [-1, 1], (B, 3, H, W) -> PIL."""

@@ -14,16 +14,13 @@ import numpy as np
 import pandas as pd
 import scipy.io
 
+from ..errors import NSDInputError
 from .layout import NSD_SUBJECTS
 
 EXPDESIGN_KEYS = ("masterordering", "subjectim", "sharedix")
 RESPONSE_COLUMNS = ("SESSION", "RUN", "TRIAL", "73KID", "10KID")
 
 log = logging.getLogger(__name__)
-
-
-class NSDInputError(ValueError):
-    """An NSD file is missing, malformed or inconsistent with another."""
 
 
 def read_expdesign(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import atomic_path
-from .design import NSDInputError
+from ..errors import NSDInputError
 from .layout import CAPTIONS_SOURCE
 
 log = logging.getLogger(__name__)

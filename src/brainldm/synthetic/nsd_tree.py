@@ -31,6 +31,7 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
+from ..config import check_synthetic_sizes
 from ..io import atomic_path
 from ..nsd import layout
 from ..nsd.layout import NSD_SUBJECTS
@@ -81,23 +82,9 @@ class SyntheticDesign:
 
     @classmethod
     def from_config(cls, synthetic: dict) -> "SyntheticDesign":
-        design = cls(**{field: synthetic[field] for field in cls.__dataclass_fields__})
-        if design.n_trials % design.trials_per_session:
-            raise ValueError(
-                "'synthetic.trials_per_session': (n_shared_images + n_unique_images) * repetitions"
-                f" = {design.n_trials} trials must be a multiple of it, found {design.trials_per_session}"
-            )
-        if not 0 <= design.sessions_withheld < design.n_sessions:
-            raise ValueError(
-                f"'synthetic.sessions_withheld': expected a value in [0, {design.n_sessions}), "
-                f"found {design.sessions_withheld}"
-            )
-        if design.runs_per_session > design.trials_per_session:
-            raise ValueError(
-                f"'synthetic.runs_per_session': expected at most trials_per_session "
-                f"({design.trials_per_session}), found {design.runs_per_session}"
-            )
-        return design
+        """The design of the ``synthetic`` section; sizes that do not fit raise ``ConfigError`` naming the key."""
+        check_synthetic_sizes(synthetic)
+        return cls(**{field: synthetic[field] for field in cls.__dataclass_fields__})
 
 
 def subject_sessions(synthetic: dict, subject: str) -> int:
