@@ -115,7 +115,7 @@ def main() -> None:
         "",
         f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, CPU only, "
         f"torch {results['machine'].get('torch')}. Medians of {args.repeats} runs (anatomy and sd14: 1 run).",
-        f"Command: `.venv/bin/python bench/synthetic_default.py`",
+        "Command: `.venv/bin/python bench/synthetic_default.py`",
         "",
         "| step | median s |",
         "|---|---|",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 
 import h5py
 import numpy as np
@@ -116,4 +117,35 @@ def test_killed_job_resumes_without_redoing_shards(model, decoded, tmp_path, mon
     _run(model, decoded, tmp_path / "run")
     assert count["n"] - calls_before == 1  # only the second shard (one batch) was computed
     _run(model, decoded, tmp_path / "clean")
+    assert _digests(tmp_path / "run" / "images") == _digests(tmp_path / "clean" / "images")
+
+
+@pytest.mark.parametrize("change", ["seed", "decoded"])
+def test_killed_then_changed_run_mixes_no_old_images(model, decoded, tmp_path, monkeypatch, change):
+    """A shard of the old seed (or of other decoded latents) is recomputed, not mixed with new ones."""
+    real = recon_mod.Reconstructor.image_to_image
+    count = {"n": 0}
+
+    def dies_on_second_batch(self, *args, **kwargs):
+        count["n"] += 1
+        if count["n"] == 2:
+            raise KeyboardInterrupt("killed")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(recon_mod.Reconstructor, "image_to_image", dies_on_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        _run(model, decoded, tmp_path / "run")
+    assert (tmp_path / "run" / "shards" / "shard_00000.h5").exists()
+    count["n"] = 10
+    settings, inputs = dict(SETTINGS), decoded
+    if change == "seed":
+        settings["seed"] = SETTINGS["seed"] + 1
+    else:  # the decoders were refitted: other predicted z
+        inputs = tmp_path / "decoded"
+        shutil.copytree(decoded, inputs)
+        with h5py.File(inputs / "z.h5", "r+") as h5:
+            h5["predictions"][...] = h5["predictions"][()] * 0.5
+    _run(model, inputs, tmp_path / "run", settings)
+    assert count["n"] - 10 == 2  # both shards recomputed
+    _run(model, inputs, tmp_path / "clean", settings)
     assert _digests(tmp_path / "run" / "images") == _digests(tmp_path / "clean" / "images")

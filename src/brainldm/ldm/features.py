@@ -35,7 +35,6 @@ whole batch.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -53,10 +52,11 @@ from PIL import Image
 
 from .. import __version__
 from ..io import atomic_path
+from ..shards import clean_partial_shards, fingerprint, mark_complete, shard_is_complete
 from ..errors import NSDInputError
 from ..seeds import derive_seed
-from .load import img2img_timesteps, load_model, scheduler_provenance
-from .names import FeatureSpec, denoising_steps, feature_specs, img2img_strengths, stage_step, with_defaults
+from .load import img2img_timesteps, load_model, model_fingerprint, scheduler_provenance
+from .names import FeatureSpec, feature_specs, img2img_strengths, stage_step, with_defaults
 
 __all__ = [
     "StimuliIndex",
@@ -179,26 +179,6 @@ def available_blocks(unet) -> list[str]:
 def _hidden_states(output):
     """A block's hidden states: down blocks return ``(hidden_states, residuals)``."""
     return output[0] if isinstance(output, (tuple, list)) else output
-
-
-def model_fingerprint(pipe) -> str:
-    """A cheap content hash of the pipeline (strided samples of every weight, tokenizer, scheduler).
-
-    Re-initialised or retrained weights change it; it is used to refuse shards
-    of another model when resuming.
-    """
-    digest = hashlib.sha256()
-    for component in ("vae", "text_encoder", "unet"):
-        module = getattr(pipe, component)
-        for name, tensor in module.state_dict().items():
-            flat = tensor.detach().reshape(-1)
-            stride = max(1, flat.numel() // 64)
-            digest.update(f"{component}.{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-            digest.update(flat[::stride][:64].float().cpu().numpy().tobytes())
-    vocab = pipe.tokenizer.get_vocab()
-    digest.update(json.dumps(sorted(vocab.items()), ensure_ascii=True).encode())
-    digest.update(json.dumps(dict(pipe.scheduler.config), sort_keys=True, default=str).encode())
-    return digest.hexdigest()
 
 
 class FeatureExtractor:
@@ -447,30 +427,16 @@ class FeatureExtractor:
 
 
 def _shard_fingerprint(base: str, ids: np.ndarray, images: np.ndarray, captions) -> str:
-    digest = hashlib.sha256(base.encode())
-    digest.update(np.ascontiguousarray(ids, dtype=np.int64).tobytes())
-    digest.update(np.ascontiguousarray(images).tobytes())
-    digest.update(json.dumps(captions, ensure_ascii=True).encode())
-    return digest.hexdigest()
+    return fingerprint(base, np.asarray(ids, dtype=np.int64), images, np.array(json.dumps(captions, ensure_ascii=True)))
 
 
-def _shard_complete(path: Path, fingerprint: str, ids: np.ndarray, names: Sequence[str]) -> bool:
+def _shard_complete(path: Path, expected: str, ids: np.ndarray, names: Sequence[str]) -> bool:
     """Whether ``path`` holds every feature of exactly these images, from this model and configuration."""
-    if not path.is_file():
+    if not shard_is_complete(path, expected, ids):
         return False
-    try:
-        with h5py.File(path, "r") as h5:
-            if not h5.attrs.get("complete", False) or h5.attrs.get("fingerprint") != fingerprint:
-                log.warning("%s: made by another model, configuration or stimuli; recomputing it", path)
-                return False
-            if not np.array_equal(h5["nsd_ids"][()], ids):
-                log.warning("%s: holds other images; recomputing it", path)
-                return False
-            group = h5["features"]
-            return all(name in group and group[name].shape[0] == len(ids) for name in names)
-    except (OSError, KeyError) as exc:
-        log.warning("%s: unreadable (%s); recomputing it", path, exc)
-        return False
+    with h5py.File(path, "r") as h5:
+        group = h5["features"]
+        return all(name in group and group[name].shape[0] == len(ids) for name in names)
 
 
 def _row_chunks(n_rows: int, dim: int) -> int:
@@ -478,7 +444,7 @@ def _row_chunks(n_rows: int, dim: int) -> int:
     return max(1, min(n_rows, (1 << 20) // max(dim, 1)))
 
 
-def _write_shard(path: Path, extractor: FeatureExtractor, images, captions, ids, fingerprint: str,
+def _write_shard(path: Path, extractor: FeatureExtractor, images, captions, ids, expected: str,
                  batch_size: int) -> None:
     names = [spec.name for spec in extractor.specs]
     n = len(ids)
@@ -500,15 +466,7 @@ def _write_shard(path: Path, extractor: FeatureExtractor, images, captions, ids,
                     raise RuntimeError(f"feature {name}: step/timestep differ between batches: {meta[name]} {values}")
         h5.create_dataset("nsd_ids", data=np.asarray(ids, dtype=np.int64))
         h5.attrs["meta"] = json.dumps(meta, sort_keys=True)
-        h5.attrs["fingerprint"] = fingerprint
-        h5.attrs["complete"] = True
-
-
-def _clean_partial_shards(shard_dir: Path) -> None:
-    """Remove temporary shard files left by a killed run (``atomic_path``'s ``.shard_*.part.h5``)."""
-    for stale in shard_dir.glob(".shard_*.part.h5"):
-        with contextlib.suppress(OSError):
-            stale.unlink()
+        mark_complete(h5, expected)
 
 
 def extract_features(model, stimuli_path: str | os.PathLike, out_paths: Mapping[str, str | os.PathLike],
@@ -575,7 +533,7 @@ def extract_features(model, stimuli_path: str | os.PathLike, out_paths: Mapping[
     }, sort_keys=True)
     shard_dir = Path(shard_dir)
     shard_dir.mkdir(parents=True, exist_ok=True)
-    _clean_partial_shards(shard_dir)
+    clean_partial_shards(shard_dir)
 
     n, shard_size = len(index), config["shard_size"]
     n_shards = math.ceil(n / shard_size)
@@ -590,12 +548,12 @@ def extract_features(model, stimuli_path: str | os.PathLike, out_paths: Mapping[
         images, captions = _read_rows(index, start, stop)
         path = shard_dir / f"shard_{k:05d}.h5"
         shard_paths.append((path, start, stop))
-        fingerprint = _shard_fingerprint(base, ids, images, captions)
-        if _shard_complete(path, fingerprint, ids, names):
+        expected = _shard_fingerprint(base, ids, images, captions)
+        if _shard_complete(path, expected, ids, names):
             log.info("shard %d/%d (images %d-%d): complete, skipped", k + 1, n_shards, start, stop - 1)
             continue
         t0 = time.perf_counter()
-        _write_shard(path, extractor, images, captions, ids, fingerprint, config["batch_size"])
+        _write_shard(path, extractor, images, captions, ids, expected, config["batch_size"])
         seconds = time.perf_counter() - t0
         computed += stop - start
         log.info("shard %d/%d (images %d-%d): %d images in %.1f s, %.2f images/s", k + 1, n_shards, start,

@@ -9,6 +9,7 @@ scheduler config (its betas, ``prediction_type``, ``steps_offset``, ...);
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from diffusers.utils import is_accelerate_available
 
 from .model_folder import ModelFolderError, check_model_folder, looks_like_local_path, weight_files
 
-__all__ = ["resolve_device", "load_pipeline", "load_model", "use_scheduler", "scheduler_provenance",
+__all__ = ["resolve_device", "load_pipeline", "load_model", "use_scheduler", "scheduler_provenance", "model_fingerprint",
            "img2img_timesteps", "SCHEDULERS"]
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,26 @@ def img2img_timesteps(scheduler, num_inference_steps: int, strength: float) -> l
     init_timestep = min(int(num_inference_steps * strength), num_inference_steps)
     t_start = max(num_inference_steps - init_timestep, 0)
     return [int(t) for t in probe.timesteps[t_start * probe.order:]]
+
+
+def model_fingerprint(pipe) -> str:
+    """A cheap content hash of the pipeline (strided samples of every weight, tokenizer, scheduler).
+
+    Re-initialised or retrained weights change it; it is used to refuse shards
+    of another model when resuming.
+    """
+    digest = hashlib.sha256()
+    for component in ("vae", "text_encoder", "unet"):
+        module = getattr(pipe, component)
+        for name, tensor in module.state_dict().items():
+            flat = tensor.detach().reshape(-1)
+            stride = max(1, flat.numel() // 64)
+            digest.update(f"{component}.{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+            digest.update(flat[::stride][:64].float().cpu().numpy().tobytes())
+    vocab = pipe.tokenizer.get_vocab()
+    digest.update(json.dumps(sorted(vocab.items()), ensure_ascii=True).encode())
+    digest.update(json.dumps(dict(pipe.scheduler.config), sort_keys=True, default=str).encode())
+    return digest.hexdigest()
 
 
 def load_model(model: str | os.PathLike | DiffusionPipeline, device: str | torch.device = "auto",

@@ -28,7 +28,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..config import without_runtime
 from ..io import atomic_path
+from ..shards import clean_partial_shards, fingerprint, mark_complete, shard_is_complete
 from ..seeds import derive_seed
 from .names import METHODS, image_name
 
@@ -114,14 +116,6 @@ def _read_prediction(path) -> tuple[np.ndarray, np.ndarray, tuple]:
         return h5["predictions"][()], h5["nsd_ids"][()], tuple(int(n) for n in h5.attrs["shape"])
 
 
-def _shard_done(path: Path, ids: np.ndarray) -> bool:
-    try:
-        with h5py.File(path, "r") as h5:
-            return bool(h5.attrs.get("complete", False)) and np.array_equal(h5["nsd_ids"][()], ids)
-    except (OSError, KeyError):
-        return False
-
-
 def reconstruct(model, z_path, c_path, image_dir, latents_path, shard_dir, settings: dict, subject: str,
                 stimuli_path=None, sheet_path=None, model_loading: dict | None = None) -> None:
     """Reconstruct every test image of a subject from its decoded z and c.
@@ -153,7 +147,7 @@ def reconstruct(model, z_path, c_path, image_dir, latents_path, shard_dir, setti
         ``config["model_loading"]`` (``scheduler``, ``variant``); the sampler used is
         recorded in the latents file (``scheduler``, ``scheduler_config``, ``shipped_scheduler``).
     """
-    from .load import load_model, scheduler_provenance
+    from .load import load_model, model_fingerprint, scheduler_provenance
 
     z, z_ids, z_shape = _read_prediction(z_path)
     c, c_ids, c_shape = _read_prediction(c_path)
@@ -164,16 +158,22 @@ def reconstruct(model, z_path, c_path, image_dir, latents_path, shard_dir, setti
     if z_shape[:1] != expected_z or len(z_shape) != 3:
         raise ValueError(f"{z_path}: z of shape {z_shape} does not fit the VAE ({expected_z[0]} latent channels)")
     recon = Reconstructor(pipe, settings)
+    # A shard is kept only if made by this model, sampler, seed and settings from these decoded latents.
+    base = {"model": model_fingerprint(pipe), "settings": without_runtime(settings, "reconstruction"),
+            "subject": subject, "device_type": pipe.device.type, "dtype": str(pipe.unet.dtype),
+            **scheduler_provenance(pipe)}
     n_samples, batch = settings["n_samples"], settings["batch_size"]
     image_dir, shard_dir = Path(image_dir), Path(shard_dir)
     shard_dir.mkdir(parents=True, exist_ok=True)
+    clean_partial_shards(shard_dir)
     shard_size = settings["shard_size"]
     shards = []
     for number, start in enumerate(range(0, len(z_ids), shard_size)):
         rows = np.arange(start, min(start + shard_size, len(z_ids)))
         path = shard_dir / f"shard_{number:05d}.h5"
         shards.append(path)
-        if _shard_done(path, z_ids[rows]):
+        expected = fingerprint(base, z_ids[rows], z[rows], c[rows])
+        if shard_is_complete(path, expected, z_ids[rows]):
             log.info("shard %d: complete, skipped", number)
             continue
         began = time.perf_counter()
@@ -204,7 +204,7 @@ def reconstruct(model, z_path, c_path, image_dir, latents_path, shard_dir, setti
             h5.create_dataset("Xzc", data=np.concatenate(xzc_latents), track_times=False)
             for name, data in pngs.items():
                 h5.create_dataset(f"png/{name}", data=np.void(data), track_times=False)
-            h5.attrs["complete"] = True
+            mark_complete(h5, expected)
         rate = len(rows) / (time.perf_counter() - began)
         log.info("shard %d/%d: %d test images (%.2f images/s)", number + 1, -(-len(z_ids) // shard_size), len(rows), rate)
     with atomic_path(latents_path) as tmp, h5py.File(tmp, "w") as out:

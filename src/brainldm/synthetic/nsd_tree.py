@@ -23,7 +23,6 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import h5py
 import nibabel as nib
