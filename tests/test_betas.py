@@ -218,3 +218,110 @@ def test_betas_file_reports_shape(extracted):
         hdf5 = BetasFile(layout.betas(extracted["root"], extracted["subject"], 1, "hdf5"))
         assert betas.volume_shape == hdf5.volume_shape and betas.n_trials == hdf5.n_trials
         hdf5.close()
+
+
+# --- HDF5 layouts: NSD's one chunk per voxel, per-trial chunks, contiguous -------------------
+
+N_TRIALS, VOLUME = 24, (9, 11, 13)  # (X, Y, Z)
+LAYOUTS = {  # h5py keyword arguments of the (trials, Z, Y, X) dataset
+    "nsd": {"chunks": (N_TRIALS, 1, 1, 1)},  # NSD's [1 1 1 750] in MATLAB order, uncompressed
+    "per_trial": {"chunks": (1,) + VOLUME[::-1], "compression": "gzip"},
+    "trial_pairs": {"chunks": (2, 4, 5, 9)},  # several trials per chunk, partial chunks at the edges
+    "voxel_blocks": {"chunks": (N_TRIALS, 2, 3, 3)},  # all trials, several voxels per chunk
+    "contiguous": {},
+}
+
+
+@pytest.fixture
+def layout_files(tmp_path, rng):
+    """The same int16 session (trials, X, Y, Z) in every HDF5 layout and as NIfTI."""
+    data = rng.integers(-3000, 3000, size=(N_TRIALS,) + VOLUME, dtype=np.int16)
+    paths = {}
+    for name, kwargs in LAYOUTS.items():
+        paths[name] = tmp_path / f"{name}" / "betas_session01.hdf5"
+        paths[name].parent.mkdir()
+        with h5py.File(paths[name], "w") as h5:
+            h5.create_dataset("betas", data=data.transpose(0, 3, 2, 1), **kwargs)
+    paths["nii.gz"] = tmp_path / "betas_session01.nii.gz"
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(data.transpose(1, 2, 3, 0)), np.eye(4)), paths["nii.gz"])
+    return data, paths
+
+
+def _test_rois(rng):
+    """Flat C-order voxel indices of a box, a sparse non-box ROI, one voxel and the whole volume."""
+    box = np.zeros(VOLUME, bool)
+    box[2:7, 3:9, 5:12] = True  # odd Z start: slabs must still align on chunks
+    sparse = rng.random(VOLUME) < 0.2
+    sparse[0, 0, 0] = sparse[-1, -1, -1] = False
+    one = np.zeros(VOLUME, bool)
+    one[4, 0, 12] = True
+    return {name: np.flatnonzero(mask) for name, mask in
+            {"box": box, "sparse": sparse, "one": one, "all": np.ones(VOLUME, bool)}.items()}
+
+
+def test_every_layout_reads_the_same_values(layout_files, rng):
+    data, paths = layout_files
+    plane = 2 * N_TRIALS * VOLUME[0] * VOLUME[1]
+    for roi, voxel_index in _test_rois(rng).items():
+        expected = data.reshape(N_TRIALS, -1)[:, voxel_index].astype(np.float32) / BETAS_SCALE
+        for block_bytes in (1, 3 * plane, 10**9):  # one plane, a few planes, the whole box at once
+            for name, path in paths.items():
+                got = read_session(path, voxel_index, VOLUME, block_bytes=block_bytes)
+                np.testing.assert_array_equal(got, expected, err_msg=f"{name}, {roi}, block_bytes={block_bytes}")
+
+
+def _chunks_of(key, shape, chunks):
+    """Number of chunks a hyperslab (tuple of slices) touches."""
+    n = 1
+    for k, size, c in zip(key, shape, chunks):
+        start, stop, _ = k.indices(size)
+        n *= (stop - 1) // c - start // c + 1
+    return n
+
+
+@pytest.mark.parametrize("name", ["nsd", "per_trial", "trial_pairs", "voxel_blocks"])
+def test_each_chunk_is_read_once(layout_files, rng, monkeypatch, name):
+    _, paths = layout_files
+    reads = []
+    getitem = h5py.Dataset.__getitem__
+
+    def recording(self, key, *args, **kwargs):
+        reads.append((key, self.shape, self.chunks))
+        return getitem(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", recording)
+    plane = 2 * N_TRIALS * VOLUME[0] * VOLUME[1]
+    for roi, voxel_index in _test_rois(rng).items():
+        reads.clear()
+        read_session(paths[name], voxel_index, VOLUME, block_bytes=3 * plane)
+        xyz = np.unravel_index(voxel_index, VOLUME)
+        lo, hi = [int(c.min()) for c in xyz], [int(c.max()) + 1 for c in xyz]
+        box = (slice(None), slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
+        shape, chunks = reads[0][1], reads[0][2]
+        touched = sum(_chunks_of(key, shape, chunks) for key, *_ in reads)
+        assert touched == _chunks_of(box, shape, chunks), f"{roi}: {len(reads)} reads"
+        requested = sum(np.prod([len(range(*k.indices(n))) for k, n in zip(key, shape)]) for key, *_ in reads)
+        assert requested == N_TRIALS * np.prod([h - o for h, o in zip(hi, lo)])  # no byte of the box twice
+        if roi == "all":  # several reads, so that re-reading would show
+            assert len(reads) > 1
+
+
+def test_nsd_layout_is_read_in_slabs_of_all_trials(layout_files):
+    _, paths = layout_files
+    with BetasFile(paths["nsd"]) as betas:
+        blocks = betas.blocks((0, 0, 0), VOLUME, block_bytes=4 * 2 * N_TRIALS * VOLUME[0] * VOLUME[1])
+    assert all(trials == slice(0, N_TRIALS) for trials, *_ in blocks)
+    assert [(z0, z1) for _, z0, z1 in blocks] == [(0, 4), (4, 8), (8, 12), (12, 13)]
+    with BetasFile(paths["trial_pairs"]) as betas:  # 5 trials of box fit: blocks of 4, on chunk boundaries
+        blocks = betas.blocks((0, 0, 0), VOLUME, block_bytes=5 * 2 * int(np.prod(VOLUME)))
+    assert [(t.start, t.stop) for t, *_ in blocks] == [(0, 4), (4, 8), (8, 12), (12, 16), (16, 20), (20, 24)]
+
+
+def test_synthetic_hdf5_is_chunked_like_nsd(synthetic_tree, small_config):
+    """NSD ships one uncompressed chunk per voxel ([1 1 1 750] in MATLAB order): so does the synthetic tree."""
+    subject = small_config["subjects"][0]
+    for path in sessions_on_disk(layout.betas_dir(synthetic_tree["root"], subject), "hdf5").values():
+        with h5py.File(path, "r") as h5:
+            betas = h5["betas"]
+            assert betas.dtype == np.int16
+            assert betas.chunks == (betas.shape[0], 1, 1, 1) and betas.compression is None

@@ -1,11 +1,21 @@
 """Single-trial betas of ROIs, streamed session by session.
 
 A subject's NSD betas are ~39 GB of int16; only the voxels of the requested
-ROIs are read: HDF5 hyperslabs of the ROIs' bounding box (the files are chunked
-per trial), NIfTI ``dataobj`` slices over blocks of trials with the gzip stream
-kept open. Peak memory is one block plus one session of ROI voxels, whatever
-the number of sessions: training rows go to the output file session by session
-and test rows are running sums.
+ROIs are read, from the ROIs' bounding box, in reads that follow the file's
+layout so that no byte of it is read twice:
+
+* NSD's HDF5 files are chunked ``[1 1 1 750]`` (MATLAB order): one uncompressed
+  chunk per voxel holding all its trials. They are read in slabs along Z of all
+  trials (and so are contiguous datasets); a block of trials would touch every
+  chunk of the box once per block.
+* HDF5 chunked per trial (chunks shorter than the session) is read in blocks of
+  whole trial chunks.
+* NIfTI (X, Y, Z, trials), gzip, trials slowest: ``dataobj`` slices over blocks
+  of trials, with the gzip stream kept open.
+
+Peak memory is one read block (``BLOCK_BYTES``) plus one session of ROI voxels,
+whatever the number of sessions: training rows go to the output file session by
+session and test rows are running sums.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import pandas as pd
 
 from ..io import atomic_path
 from . import layout
-from .design import NSDInputError
+from ..errors import NSDInputError
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +137,35 @@ class BetasFile:
         else:
             self._image.uncache()
 
+    def blocks(self, lo, hi, block_bytes: int) -> list[tuple[slice, int, int]]:
+        """Reads of the box ``[lo, hi)`` (X, Y, Z) that follow the file's layout, each read once.
+
+        Parameters
+        ----------
+        lo, hi : sequence of int
+            Box corners (X, Y, Z), ``hi`` exclusive.
+        block_bytes : int
+            Budget of one read, in bytes of int16.
+
+        Returns
+        -------
+        list of (slice, int, int)
+            ``(trials, z_start, z_stop)`` per read: either blocks of trials of the
+            whole box, or slabs along Z of all trials.
+        """
+        nx, ny, nz = (h - o for h, o in zip(hi, lo))
+        chunks = self._data.chunks if self.format == "hdf5" else None
+        if self.format == "hdf5" and (chunks is None or chunks[0] >= self.n_trials):
+            # NSD's one chunk per voxel (or no chunks): a slab of all trials reads
+            # each chunk once, a block of trials would re-read every chunk per block.
+            thick = max(1, block_bytes // max(2 * self.n_trials * ny * nx, 1))
+            z_chunk = chunks[1] if chunks else 1
+            return [(slice(0, self.n_trials), a, b) for a, b in _aligned_ranges(lo[2], hi[2], z_chunk, thick)]
+        # Trials slowest (NIfTI) or chunked per trial: blocks of whole trial chunks.
+        step = max(1, block_bytes // max(2 * nx * ny * nz, 1))
+        trial_chunk = chunks[0] if chunks else 1
+        return [(slice(a, b), lo[2], hi[2]) for a, b in _aligned_ranges(0, self.n_trials, trial_chunk, step)]
+
     def read_voxels(self, trials: slice, lo, hi, local) -> np.ndarray:
         """int16 ``(n_trials, n_voxels)`` of voxels ``local`` (x, y, z arrays) of the box ``[lo, hi)``.
 
@@ -148,8 +187,26 @@ class BetasFile:
             raise NSDInputError(f"{self.path}: read failed (truncated or corrupt?): {exc}") from exc
 
 
+def _aligned_ranges(start: int, stop: int, chunk: int, step: int) -> list[tuple[int, int]]:
+    """``[a, b)`` ranges covering ``[start, stop)``, ``step`` long, cut on chunk boundaries.
+
+    ``step`` is rounded down to a multiple of ``chunk`` so that no chunk spans two
+    ranges; a chunk longer than ``step`` is read in parts (the budget wins).
+    """
+    if step >= chunk:
+        step -= step % chunk
+        first = start - start % chunk + step  # chunk boundaries are multiples of chunk
+    else:
+        first = start + step
+    edges = [start, *range(first, stop, step), stop]
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
 def read_session(path, voxel_index: np.ndarray, volume_shape, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
     """Betas of the given voxels for every trial of one session, in percent signal change.
+
+    The box of the voxels is read in blocks that follow the file's layout
+    (:meth:`BetasFile.blocks`): the values are the same whatever the layout.
 
     Parameters
     ----------
@@ -160,7 +217,7 @@ def read_session(path, voxel_index: np.ndarray, volume_shape, block_bytes: int =
     volume_shape : tuple
         Expected (X, Y, Z); a file of another shape is an error.
     block_bytes : int
-        Largest int16 block read at once.
+        Budget of one int16 read; a Z slab is at least one plane of all trials.
 
     Returns
     -------
@@ -176,12 +233,16 @@ def read_session(path, voxel_index: np.ndarray, volume_shape, block_bytes: int =
         lo = [int(c.min()) for c in xyz]
         hi = [int(c.max()) + 1 for c in xyz]
         local = tuple(c - o for c, o in zip(xyz, lo))
-        box_bytes = 2 * int(np.prod([h - o for h, o in zip(hi, lo)]))
-        step = max(1, block_bytes // max(box_bytes, 1))
+        by_z = np.argsort(local[2], kind="stable")  # the columns of a Z slab, found by bisection
+        z_sorted = local[2][by_z]
         out = np.empty((betas.n_trials, len(voxel_index)), dtype=np.float32)
-        for start in range(0, betas.n_trials, step):
-            block = betas.read_voxels(slice(start, min(start + step, betas.n_trials)), lo, hi, local)
-            out[start:start + len(block)] = block
+        for trials, z0, z1 in betas.blocks(lo, hi, block_bytes):
+            if (z0, z1) == (lo[2], hi[2]):  # the whole box: contiguous rows of the output
+                out[trials] = betas.read_voxels(trials, lo, hi, local)
+                continue
+            cols = by_z[np.searchsorted(z_sorted, z0 - lo[2]):np.searchsorted(z_sorted, z1 - lo[2])]
+            slab_local = (local[0][cols], local[1][cols], local[2][cols] - (z0 - lo[2]))
+            out[trials, cols] = betas.read_voxels(trials, (lo[0], lo[1], z0), (hi[0], hi[1], z1), slab_local)
     out /= BETAS_SCALE
     return out
 
@@ -274,6 +335,7 @@ def extract_roi_betas(
                     h5["train/betas"][row + start:row + start + len(rows)] = selected[rows]
                 np.add.at(test_sums[name], test_rows, selected[test_trials])
                 del selected
+            del betas  # before the next session is read: one session in memory, not two
             row += len(train_rows)
             log.info("session %d: %d trials (%d train) from %s", session, len(session_trials), len(train_rows), path)
         for name, h5 in outputs.items():
