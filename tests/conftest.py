@@ -79,15 +79,15 @@ def workflow_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def nsd_download(tmp_path_factory, anatomy, small_config):
-    """A synthetic tree laid out as NSD is downloaded today: 40 design sessions, all released, HDF5
-    betas; subj03 completed 32 of them (as in NSD); no COCO captions inside (they are a separate
-    download, left in ``coco`` beside the tree)."""
+    """A synthetic tree laid out as NSD is downloaded today: 40 design sessions, all released (NIfTI
+    betas: NSD's HDF5 layout of one chunk per voxel costs 0.3 s per session to write); subj03 completed
+    32 of them (as in NSD); no COCO captions inside (a separate download, left in ``coco`` beside)."""
     import brainldm.nsd.layout as layout
 
     # One repetition per image, so that shared images shown only after session 32 exist.
     synthetic = {**small_config["synthetic"], "n_shared_images": 40, "n_unique_images": 40, "repetitions": 1,
                  "trials_per_session": 2, "runs_per_session": 1, "sessions_withheld": 0,
-                 "sessions_completed": {"subj03": 32}, "betas_formats": ["hdf5"]}
+                 "sessions_completed": {"subj03": 32}, "betas_formats": ["nii.gz"]}
     config = {**small_config, "subjects": ["subj01", "subj02", "subj03", "subj05", "subj07"], "synthetic": synthetic}
     out = tmp_path_factory.mktemp("nsd_download")
     tree = build_tree(out, anatomy / "anatomy_streams.nii.gz", config)

@@ -325,3 +325,104 @@ def test_synthetic_hdf5_is_chunked_like_nsd(synthetic_tree, small_config):
             betas = h5["betas"]
             assert betas.dtype == np.int16
             assert betas.chunks == (betas.shape[0], 1, 1, 1) and betas.compression is None
+
+
+# -- bad data the way real files go bad: float and NaN betas ----------------------------------------
+
+
+def _float_session(tree, subject, session, tmp_path, nan_at=None, percent=False):
+    """A copy of ``tree`` whose session ``session`` of ``subject`` is float32 (as preprocessing tools write)."""
+    root = tmp_path / "nsd"
+    shutil.copytree(tree["root"], root, copy_function=os.symlink)  # links: only the changed session is new
+    for fmt in ("hdf5", "nii.gz"):
+        path = layout.betas(root, subject, session, fmt)
+        if not os.path.exists(path):
+            continue
+        if fmt == "hdf5":
+            with h5py.File(path, "r") as h5:
+                data = h5["betas"][()].astype(np.float32)
+            data = data / 300 if percent else data
+            if nan_at is not None:
+                data[(nan_at[3], nan_at[2], nan_at[1], nan_at[0])] = np.nan
+            os.unlink(path)
+            with h5py.File(path, "w") as h5:
+                h5.create_dataset("betas", data=data, chunks=(data.shape[0], 1, 1, 1))
+        else:
+            image = nib.load(path)
+            data = np.asarray(image.dataobj).astype(np.float32)
+            data = data / 300 if percent else data
+            if nan_at is not None:
+                data[nan_at] = np.nan
+            os.unlink(path)  # the link, not the shared tree's file
+            nib.save(nib.Nifti1Image(data, image.affine), path)
+    return root
+
+
+def _roi_outputs(root, subject, tmp_path, ingestion):
+    from brainldm.nsd.ingest import subject_trials, write_roi_betas
+
+    table, _ = subject_trials(root, subject, ingestion)
+    table["split"] = np.where(table["shared"], "test", "train")
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    trials = tmp_path / "trials.tsv"
+    table.to_csv(trials, sep="\t", index=False)
+    outputs = {"early": str(tmp_path / "out" / "early.h5")}
+    write_roi_betas(root, subject, str(trials), ingestion, {"early": {"file": "streams", "labels": [1]}}, outputs)
+    return outputs
+
+
+def _ingestion(small_config, **changes):
+    return {**small_config["ingestion"], **changes}
+
+
+def _early_voxel(tree, subject):
+    streams = np.asarray(nib.load(layout.roi(tree["root"], subject, "streams")).dataobj)
+    return tuple(int(c[0]) for c in np.nonzero(streams == 1))
+
+
+@pytest.mark.parametrize("fmt", ["hdf5", "nii.gz"])
+def test_nan_betas_stop_extract_roi_betas_naming_file_voxel_and_trial(synthetic_tree, small_config, tmp_path, fmt):
+    subject = small_config["subjects"][0]
+    voxel = _early_voxel(synthetic_tree, subject)
+    root = _float_session(synthetic_tree, subject, 2, tmp_path, nan_at=(*voxel, 4))
+    ingestion = _ingestion(small_config, betas_format=fmt, float_betas="percent_signal_change")
+    with pytest.raises(NSDInputError) as error:
+        _roi_outputs(root, subject, tmp_path, ingestion)
+    message = str(error.value)
+    assert message.startswith(layout.betas(root, subject, 2, fmt))
+    assert f"1 non-finite betas (NaN or infinite) in 1 voxels, the first at voxel (x, y, z) {voxel}, trial 5" in message
+    assert "expected finite values" in message and "ingestion.non_finite_betas" in message
+    assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
+
+
+def test_nan_betas_can_be_set_to_zero(synthetic_tree, small_config, tmp_path, caplog):
+    subject = small_config["subjects"][0]
+    voxel = _early_voxel(synthetic_tree, subject)
+    root = _float_session(synthetic_tree, subject, 2, tmp_path, nan_at=(*voxel, 4), percent=True)
+    ingestion = _ingestion(small_config, betas_format="hdf5", float_betas="percent_signal_change",
+                           non_finite_betas="zero", zscore_per_session=False)
+    outputs = _roi_outputs(root, subject, tmp_path, ingestion)
+    with h5py.File(outputs["early"], "r") as h5:
+        assert np.isfinite(h5["train/betas"][()]).all() and np.isfinite(h5["test/betas"][()]).all()
+    assert any("non-finite betas" in r.getMessage() and "set to 0" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("fmt", ["hdf5", "nii.gz"])
+def test_float_betas_are_refused_not_divided_by_300(synthetic_tree, small_config, tmp_path, fmt):
+    subject = small_config["subjects"][0]
+    root = _float_session(synthetic_tree, subject, 1, tmp_path, percent=True)
+    ingestion = _ingestion(small_config, betas_format=fmt, zscore_per_session=False)
+    with pytest.raises(NSDInputError) as error:
+        _roi_outputs(root, subject, tmp_path, ingestion)
+    message = str(error.value)
+    assert message.startswith(layout.betas(root, subject, 1, fmt))
+    assert "expected NSD's int16 betas (percent signal change x 300), found float32" in message
+    assert "ingestion.float_betas: percent_signal_change" in message
+    assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
+    # Read as percent signal change they equal the int16 original (not 300x too small).
+    ingestion = {**ingestion, "float_betas": "percent_signal_change"}
+    converted = _roi_outputs(root, subject, tmp_path / "converted", ingestion)
+    original = _roi_outputs(synthetic_tree["root"], subject, tmp_path / "original",
+                            _ingestion(small_config, betas_format=fmt, zscore_per_session=False))
+    with h5py.File(converted["early"], "r") as a, h5py.File(original["early"], "r") as b:
+        np.testing.assert_allclose(a["train/betas"][()], b["train/betas"][()], rtol=1e-6, atol=1e-6)

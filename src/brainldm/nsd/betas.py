@@ -124,6 +124,8 @@ class BetasFile:
         if len(self.volume_shape) != 3:
             raise NSDInputError(f"{self.path}: expected 4-D betas, found shape {self._data.shape}")
         self.n_trials = n_trials
+        # On-disk type: NSD's are int16 (percent signal change x 300); preprocessing tools write floats.
+        self.dtype = np.dtype(self._data.dtype if self.format == "hdf5" else self._image.get_data_dtype())
 
     def __enter__(self):
         return self
@@ -202,7 +204,13 @@ def _aligned_ranges(start: int, stop: int, chunk: int, step: int) -> list[tuple[
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
-def read_session(path, voxel_index: np.ndarray, volume_shape, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+#: ``ingestion.float_betas`` and ``ingestion.non_finite_betas`` values.
+FLOAT_BETAS = ("error", "percent_signal_change")
+NON_FINITE_BETAS = ("error", "zero")
+
+
+def read_session(path, voxel_index: np.ndarray, volume_shape, block_bytes: int = BLOCK_BYTES,
+                 float_betas: str = "error", non_finite: str = "error") -> np.ndarray:
     """Betas of the given voxels for every trial of one session, in percent signal change.
 
     The box of the voxels is read in blocks that follow the file's layout
@@ -218,16 +226,34 @@ def read_session(path, voxel_index: np.ndarray, volume_shape, block_bytes: int =
         Expected (X, Y, Z); a file of another shape is an error.
     block_bytes : int
         Budget of one int16 read; a Z slab is at least one plane of all trials.
+    float_betas : {"error", "percent_signal_change"}
+        A file of floating-point betas (not NSD's int16 x 300) is refused, or read as
+        percent signal change as it is (not divided by 300).
+    non_finite : {"error", "zero"}
+        NaN or infinite betas (possible only in float files) are refused, naming the
+        first voxel and trial, or set to 0 with a warning.
 
     Returns
     -------
     numpy.ndarray
         ``(n_trials, n_voxels)`` float32.
+
+    Raises
+    ------
+    NSDInputError
+        A float file under ``float_betas="error"``, non-finite values under
+        ``non_finite="error"``, a volume of another shape, an unreadable file.
     """
     with BetasFile(path) as betas:
         if tuple(betas.volume_shape) != tuple(volume_shape):
             raise NSDInputError(
                 f"{path}: volume shape {betas.volume_shape} (X, Y, Z) differs from the ROI files' {tuple(volume_shape)}"
+            )
+        is_float = not np.issubdtype(betas.dtype, np.integer)
+        if is_float and float_betas == "error":
+            raise NSDInputError(
+                f"{path}: expected NSD's int16 betas (percent signal change x {BETAS_SCALE}), found {betas.dtype}; "
+                "if the file holds percent signal change, set ingestion.float_betas: percent_signal_change"
             )
         xyz = np.unravel_index(voxel_index, volume_shape)
         lo = [int(c.min()) for c in xyz]
@@ -243,7 +269,19 @@ def read_session(path, voxel_index: np.ndarray, volume_shape, block_bytes: int =
             cols = by_z[np.searchsorted(z_sorted, z0 - lo[2]):np.searchsorted(z_sorted, z1 - lo[2])]
             slab_local = (local[0][cols], local[1][cols], local[2][cols] - (z0 - lo[2]))
             out[trials, cols] = betas.read_voxels(trials, (lo[0], lo[1], z0), (hi[0], hi[1], z1), slab_local)
-    out /= BETAS_SCALE
+    if not is_float:
+        out /= BETAS_SCALE
+        return out
+    bad = ~np.isfinite(out)
+    if bad.any():
+        trial, column = (int(k[0]) for k in np.nonzero(bad))
+        where = tuple(int(c[column]) for c in np.unravel_index(voxel_index, volume_shape))
+        what = (f"{path}: {int(bad.sum())} non-finite betas (NaN or infinite) in {int(bad.any(axis=0).sum())} "
+                f"voxels, the first at voxel (x, y, z) {where}, trial {trial + 1}")
+        if non_finite == "error":
+            raise NSDInputError(f"{what}; expected finite values (set ingestion.non_finite_betas: zero to set them to 0)")
+        log.warning("%s: set to 0", what)
+        out[bad] = 0
     return out
 
 
@@ -272,6 +310,8 @@ def extract_roi_betas(
     out_paths: dict[str, str],
     zscore: bool = True,
     attrs: dict | None = None,
+    float_betas: str = "error",
+    non_finite: str = "error",
 ) -> None:
     """Write train and test matrices of each ROI, reading each session once.
 
@@ -291,6 +331,8 @@ def extract_roi_betas(
         Z-score each voxel within each session (before test averaging).
     attrs : dict, optional
         Provenance attributes stored in every output.
+    float_betas, non_finite : str
+        See :func:`read_session`.
     """
     for name, index in rois.items():
         if len(index) == 0:
@@ -314,7 +356,7 @@ def extract_roi_betas(
         row = 0
         for session, session_trials in trials.groupby("session", sort=True):
             path = session_files[session]
-            betas = read_session(path, union, volume_shape)
+            betas = read_session(path, union, volume_shape, float_betas=float_betas, non_finite=non_finite)
             used = session_trials["trial_in_session"].to_numpy()
             if betas.shape[0] != len(session_trials) or used.max() >= betas.shape[0]:
                 raise NSDInputError(

@@ -118,6 +118,7 @@ def write_roi_betas(root, subject: str, trials_path: str, ingestion: dict, rois:
     betas_mod.extract_roi_betas(
         trials, {s: session_files[s] for s in set(trials["session"])}, voxels, shape, affine,
         out_paths, zscore=ingestion["zscore_per_session"], attrs=attrs,
+        float_betas=ingestion["float_betas"], non_finite=ingestion["non_finite_betas"],
     )
 
 
