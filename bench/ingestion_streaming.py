@@ -137,7 +137,6 @@ def benchmark_trials(n_sessions: int):
 
 
 def run_streamed(folder: Path, roi: str, n_sessions: int) -> None:
-    import pandas as pd
 
     from brainldm.nsd.betas import extract_roi_betas
 

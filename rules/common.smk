@@ -123,7 +123,9 @@ def all_targets():
 
 # Evaluation: per-subject files (results/{subject}/evaluation/) and the tables over subjects.
 EVALUATION_FILES = ("identification.tsv", "community.tsv", "best_samples.tsv", "best_samples.png")
-POOLED_EVALUATION = [f"results/evaluation/{name}" for name in ("identification.tsv", "identification.png", "community.tsv")]
+POOLED_EVALUATION = [
+    f"results/evaluation/{name}" for name in ("identification.tsv", "identification.png", "community.tsv")
+]
 
 
 def subject_manifest(subject):
@@ -153,9 +155,7 @@ def subject_nsd_files(subject):
     """The NSD files of one subject that ingestion reads (betas found on disk for real data)."""
     if USES_SYNTHETIC_NSD:
         return synthetic_subject_files(subject)
-    betas = sessions_on_disk(
-        layout.betas_dir(NSD_ROOT, subject), config["ingestion"]["betas_format"]
-    )
+    betas = sessions_on_disk(layout.betas_dir(NSD_ROOT, subject), config["ingestion"]["betas_format"])
     rois = {config["rois"][name]["file"] for name in config["rois"]}
     return [
         layout.responses(NSD_ROOT, subject),
@@ -212,21 +212,25 @@ def banded_map(subject, zc, name):
 
 
 def best_layer_files(subject, stage):
-    return {"map": feature_map(subject, f"best_unet_layer_t{stage}", "label"),
-            "labels": f"results/{subject}/encoding/best_unet_layer_t{stage}.tsv"}
+    return {
+        "map": feature_map(subject, f"best_unet_layer_t{stage}", "label"),
+        "labels": f"results/{subject}/encoding/best_unet_layer_t{stage}.tsv",
+    }
 
 
 def unet_results(wildcards):
     """Encoding results of the U-Net blocks at one stage, in config order."""
-    return [feature_result(wildcards.subject, spec.name) for spec in FEATURE_SPECS
-            if spec.kind == "unet" and format_number(spec.stage) == wildcards.stage]
+    return [
+        feature_result(wildcards.subject, spec.name)
+        for spec in FEATURE_SPECS
+        if spec.kind == "unet" and format_number(spec.stage) == wildcards.stage
+    ]
 
 
 def encoding_results(wildcards):
     """Every encoding result of one subject: per feature, then the banded z + zc models."""
     subject = wildcards.subject
-    return ([feature_result(subject, name) for name in FEATURE_NAMES]
-            + [banded_result(subject, zc) for zc in BANDED_ZC])
+    return [feature_result(subject, name) for name in FEATURE_NAMES] + [banded_result(subject, zc) for zc in BANDED_ZC]
 
 
 # --------------------------------------------------------------------------- flatmaps
@@ -236,15 +240,19 @@ def figure_spec(subject, figure):
     """The maps of one paper figure (see brainldm.flatmaps.FIGURES), or None if the config has none."""
     if figure == "figure6":
         shown = ["z", "c"] + [spec.name for spec in ZC_OVER_NOISE]
-        return {"r": {name: feature_map(subject, name, "r") for name in shown},
-                "significant": {name: feature_map(subject, name, "significant") for name in shown}}
+        return {
+            "r": {name: feature_map(subject, name, "r") for name in shown},
+            "significant": {name: feature_map(subject, name, "significant") for name in shown},
+        }
     if figure in ("figure7", "figure8"):
         if figure == "figure7":
             columns = {f"noise {format_number(spec.strength)}": spec.name for spec in ZC_OVER_NOISE}
         else:
             columns = {f"stage {format_number(spec.stage)}": spec.name for spec in ZC_OVER_STAGES}
-        return {label: {band: banded_map(subject, name, f"unique_{band}") for band in BANDS}
-                for label, name in columns.items()} or None
+        return {
+            label: {band: banded_map(subject, name, f"unique_{band}") for band in BANDS}
+            for label, name in columns.items()
+        } or None
     if figure == "figure9":
         if not UNET_STAGES:
             return None
@@ -266,8 +274,14 @@ def figure_maps(wildcards):
 def per_map_flatmaps(wildcards):
     """PNG name -> the map drawn, for every map of one subject (render_flatmaps' ``maps``)."""
     subject = wildcards.subject
-    maps = {f"{name}_r": {"map": feature_map(subject, name, "r"), "mask": feature_map(subject, name, "significant"),
-                          "kind": "r"} for name in FEATURE_NAMES}
+    maps = {
+        f"{name}_r": {
+            "map": feature_map(subject, name, "r"),
+            "mask": feature_map(subject, name, "significant"),
+            "kind": "r",
+        }
+        for name in FEATURE_NAMES
+    }
     for zc in BANDED_ZC:
         for band in BANDS:
             maps[f"z+{zc}_unique_{band}"] = {"map": banded_map(subject, zc, f"unique_{band}"), "kind": "unique"}
@@ -289,8 +303,11 @@ def flatmap_transform():
 def flatmap_outputs(subject):
     if not config["flatmaps"]["enabled"]:
         return []
-    out = [f"results/{subject}/flatmaps/{figure}.png" for figure in PAPER_FIGURES
-           if figure_spec(subject, figure) is not None]
+    out = [
+        f"results/{subject}/flatmaps/{figure}.png"
+        for figure in PAPER_FIGURES
+        if figure_spec(subject, figure) is not None
+    ]
     if config["flatmaps"]["per_map"]:
         out.append(f"results/{subject}/flatmaps/maps")
     return out

@@ -7,19 +7,19 @@ rule decode_latent:
         feature="results/features/{target}.h5",
     output:
         "results/{subject}/decoding/{target}.h5",
-    params:
-        decoding=without_runtime(config["decoding"], "decoding"),
-        roi=lambda wildcards: DECODING_TARGETS[wildcards.target],
     log:
         "logs/decoding/decode_latent/{subject}_{target}.log",
     benchmark:
         "benchmarks/decoding/decode_latent/{subject}_{target}.tsv"
+    conda:
+        "../envs/cpu.yaml"
     threads: 4
     resources:
         mem_mb=16000,
         runtime=240,
-    conda:
-        "../envs/cpu.yaml"
+    params:
+        decoding=without_runtime(config["decoding"], "decoding"),
+        roi=lambda wildcards: DECODING_TARGETS[wildcards.target],
     script:
         "../workflow_scripts/decode_latent.py"
 
@@ -39,20 +39,20 @@ rule reconstruct_images:
             category="Reconstruction",
             subcategory="{subject}",
         ),
+    log:
+        "logs/decoding/reconstruct_images/{subject}.log",
+    benchmark:
+        "benchmarks/decoding/reconstruct_images/{subject}.tsv"
+    conda:
+        "../envs/gpu.yaml"
+    threads: 4
+    resources:
+        mem_mb=16000,
+        runtime=720,
     params:
         model=model_location,
         settings=without_runtime(config["reconstruction"], "reconstruction"),
         model_loading=config["model_loading"],
         shard_dir=lambda wildcards, output: os.path.join(os.path.dirname(output.latents), "shards"),
-    log:
-        "logs/decoding/reconstruct_images/{subject}.log",
-    benchmark:
-        "benchmarks/decoding/reconstruct_images/{subject}.tsv"
-    threads: 4
-    resources:
-        mem_mb=16000,
-        runtime=720,
-    conda:
-        "../envs/gpu.yaml"
     script:
         "../workflow_scripts/reconstruct_images.py"

@@ -8,21 +8,21 @@ rule encode_feature:
         feature="results/{subject}/features_pca/{feature}.h5",
         reference=streams_reference,
     output:
-        result="results/{subject}/encoding/{feature}.h5",
         **{name: f"results/{{subject}}/encoding/maps/{{feature}}_{name}.nii.gz" for name in FEATURE_MAPS},
-    params:
-        settings=single_model_settings(),
-        map_names=FEATURE_MAPS,
+        result="results/{subject}/encoding/{feature}.h5",
     log:
         "logs/encoding/encode_feature/{subject}_{feature}.log",
     benchmark:
         "benchmarks/encoding/encode_feature/{subject}_{feature}.tsv"
+    conda:
+        "../envs/cpu.yaml"
     threads: 4
     resources:
         mem_mb=16000,
         runtime=240,
-    conda:
-        "../envs/cpu.yaml"
+    params:
+        settings=single_model_settings(),
+        map_names=FEATURE_MAPS,
     script:
         "../workflow_scripts/encode_feature.py"
 
@@ -36,22 +36,22 @@ rule encode_banded:
         zc_alone="results/{subject}/encoding/{zc}.h5",
         reference=streams_reference,
     output:
-        result="results/{subject}/encoding/banded/z+{zc}.h5",
         **{name: f"results/{{subject}}/encoding/maps/z+{{zc}}_{name}.nii.gz" for name in BANDED_MAPS},
-    params:
-        settings=without_runtime(config["encoding"], "encoding"),
-        bands=BANDS,
-        map_names=BANDED_MAPS,
+        result="results/{subject}/encoding/banded/z+{zc}.h5",
     log:
         "logs/encoding/encode_banded/{subject}_{zc}.log",
     benchmark:
         "benchmarks/encoding/encode_banded/{subject}_{zc}.tsv"
+    conda:
+        "../envs/cpu.yaml"
     threads: 4
     resources:
         mem_mb=16000,
         runtime=480,
-    conda:
-        "../envs/cpu.yaml"
+    params:
+        settings=without_runtime(config["encoding"], "encoding"),
+        bands=BANDS,
+        map_names=BANDED_MAPS,
     script:
         "../workflow_scripts/encode_banded.py"
 
@@ -63,15 +63,15 @@ rule map_best_unet_layer:
     output:
         map="results/{subject}/encoding/maps/best_unet_layer_t{stage}_label.nii.gz",
         labels="results/{subject}/encoding/best_unet_layer_t{stage}.tsv",
-    params:
-        settings=without_runtime(config["encoding"], "encoding"),
     log:
         "logs/encoding/map_best_unet_layer/{subject}_t{stage}.log",
+    conda:
+        "../envs/cpu.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/cpu.yaml"
+    params:
+        settings=without_runtime(config["encoding"], "encoding"),
     script:
         "../workflow_scripts/map_best_unet_layer.py"
 
@@ -87,14 +87,14 @@ rule summarize_encoding_by_roi:
             category="Encoding",
             subcategory="{subject}",
         ),
-    params:
-        settings=without_runtime(config["encoding"], "encoding"),
     log:
         "logs/encoding/summarize_encoding_by_roi/{subject}.log",
+    conda:
+        "../envs/cpu.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/cpu.yaml"
+    params:
+        settings=without_runtime(config["encoding"], "encoding"),
     script:
         "../workflow_scripts/summarize_encoding_by_roi.py"

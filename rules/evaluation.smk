@@ -16,19 +16,19 @@ rule evaluate_subject:
             category="Evaluation",
             subcategory="{subject}",
         ),
-    params:
-        n_samples=config["reconstruction"]["n_samples"],
-        settings=without_runtime(config["evaluation"], "evaluation"),
     log:
         "logs/evaluation/evaluate_subject/{subject}.log",
     benchmark:
         "benchmarks/evaluation/evaluate_subject/{subject}.tsv"
+    conda:
+        "../envs/gpu.yaml"
     threads: 2
     resources:
         mem_mb=16000,
         runtime=240,
-    conda:
-        "../envs/gpu.yaml"
+    params:
+        n_samples=config["reconstruction"]["n_samples"],
+        settings=without_runtime(config["evaluation"], "evaluation"),
     script:
         "../workflow_scripts/evaluate_subject.py"
 
@@ -56,16 +56,16 @@ rule evaluate_pooled:
             category="Evaluation",
             subcategory="pooled",
         ),
+    log:
+        "logs/evaluation/evaluate_pooled.log",
+    conda:
+        "../envs/cpu.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         subjects=SUBJECTS,
         n_samples=config["reconstruction"]["n_samples"],
         settings=without_runtime(config["evaluation"], "evaluation"),
-    log:
-        "logs/evaluation/evaluate_pooled.log",
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/evaluate_pooled.py"

@@ -14,17 +14,17 @@ rule draw_paper_figure:
             subcategory="{subject}",
             labels={"subject": "{subject}", "figure": "{figure}"},
         ),
+    log:
+        "logs/flatmaps/draw_paper_figure/{subject}_{figure}.log",
+    conda:
+        "../envs/cpu.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         spec=lambda wildcards: figure_spec(wildcards.subject, wildcards.figure),
         settings=config["flatmaps"],
         transform_dir=lambda wildcards, input: input.transform[0] if len(input.transform) else None,
-    log:
-        "logs/flatmaps/draw_paper_figure/{subject}_{figure}.log",
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/draw_paper_figure.py"
 
@@ -35,18 +35,18 @@ rule draw_map_flatmaps:
         transform=flatmap_transform(),
     output:
         directory("results/{subject}/flatmaps/maps"),
-    params:
-        maps=per_map_flatmaps,
-        settings=config["flatmaps"],
-        transform_dir=lambda wildcards, input: input.transform[0] if len(input.transform) else None,
     log:
         "logs/flatmaps/draw_map_flatmaps/{subject}.log",
     benchmark:
         "benchmarks/flatmaps/draw_map_flatmaps/{subject}.tsv"
+    conda:
+        "../envs/cpu.yaml"
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../envs/cpu.yaml"
+    params:
+        maps=per_map_flatmaps,
+        settings=config["flatmaps"],
+        transform_dir=lambda wildcards, input: input.transform[0] if len(input.transform) else None,
     script:
         "../workflow_scripts/draw_map_flatmaps.py"

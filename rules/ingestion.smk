@@ -13,17 +13,17 @@ rule split_trials:
             caption="../report/split_summary.rst",
             category="Ingestion",
         ),
+    log:
+        "logs/ingestion/split_trials.log",
+    conda:
+        "../envs/cpu.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         root=lambda wildcards, input: layout.root_from_expdesign(input.expdesign),
         subjects=SUBJECTS,
         ingestion=config["ingestion"],
-    log:
-        "logs/ingestion/split_trials.log",
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/split_trials.py"
 
@@ -35,19 +35,19 @@ rule extract_roi_betas:
         subject_files=lambda wildcards: subject_nsd_files(wildcards.subject),
     output:
         roi_betas("{subject}"),
-    params:
-        root=lambda wildcards, input: layout.root_from_expdesign(input.expdesign),
-        ingestion=config["ingestion"],
-        rois=config["rois"],
     log:
         "logs/ingestion/extract_roi_betas/{subject}.log",
     benchmark:
         "benchmarks/ingestion/extract_roi_betas/{subject}.tsv"
+    conda:
+        "../envs/cpu.yaml"
     resources:
         mem_mb=8000,
         runtime=120,
-    conda:
-        "../envs/cpu.yaml"
+    params:
+        root=lambda wildcards, input: layout.root_from_expdesign(input.expdesign),
+        ingestion=config["ingestion"],
+        rois=config["rois"],
     script:
         "../workflow_scripts/extract_roi_betas.py"
 
@@ -61,17 +61,17 @@ rule extract_stimuli:
         captions=nsd_inputs()["captions"],
     output:
         "results/stimuli/stimuli.h5",
-    params:
-        root=lambda wildcards, input: layout.root_from_expdesign(input.expdesign),
-        captions_dir=config["ingestion"]["captions_dir"],
     log:
         "logs/ingestion/extract_stimuli.log",
     benchmark:
         "benchmarks/ingestion/extract_stimuli.tsv"
+    conda:
+        "../envs/cpu.yaml"
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../envs/cpu.yaml"
+    params:
+        root=lambda wildcards, input: layout.root_from_expdesign(input.expdesign),
+        captions_dir=config["ingestion"]["captions_dir"],
     script:
         "../workflow_scripts/extract_stimuli.py"

@@ -6,16 +6,16 @@ rule build_model:
         captions=nsd_inputs()["captions"],
     output:
         directory(f"{MODELS}/{{preset}}"),
-    params:
-        seed=config["model_build"]["seed"],
     log:
         "logs/models/build_model/{preset}.log",
     benchmark:
         "benchmarks/models/build_model/{preset}.tsv"
+    conda:
+        "../envs/gpu.yaml"
     resources:
         mem_mb=8000,
         runtime=30,
-    conda:
-        "../envs/gpu.yaml"
+    params:
+        seed=config["model_build"]["seed"],
     script:
         "../workflow_scripts/build_model.py"

@@ -9,11 +9,11 @@ rule write_subject_manifest:
         "results/{subject}/outputs.tsv",
     log:
         "logs/outputs/write_subject_manifest/{subject}.log",
+    conda:
+        "../envs/cpu.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/write_subject_manifest.py"
 
@@ -28,14 +28,14 @@ rule summarize_job_benchmarks:
             caption="../report/job_benchmarks.rst",
             category="Benchmarks",
         ),
-    params:
-        benchmark_dir="benchmarks",
     log:
         "logs/outputs/summarize_job_benchmarks.log",
+    conda:
+        "../envs/cpu.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/cpu.yaml"
+    params:
+        benchmark_dir="benchmarks",
     script:
         "../workflow_scripts/summarize_job_benchmarks.py"

@@ -5,15 +5,15 @@ rule build_synthetic_anatomy:
     output:
         labels=f"{SYNTHETIC_TRUTH}/anatomy_streams.nii.gz",
         transform=directory(f"{SYNTHETIC_TRUTH}/pycortex_transform"),
-    params:
-        synthetic=config["synthetic"],
     log:
         "logs/synthetic/build_synthetic_anatomy.log",
+    conda:
+        "../envs/cpu.yaml"
     resources:
         mem_mb=2000,
         runtime=15,
-    conda:
-        "../envs/cpu.yaml"
+    params:
+        synthetic=config["synthetic"],
     script:
         "../workflow_scripts/build_synthetic_anatomy.py"
 
@@ -25,18 +25,18 @@ rule build_synthetic_stimuli:
         stimuli=layout.stimuli(SYNTHETIC_NSD),
         captions=[layout.captions(SYNTHETIC_NSD, s) for s in layout.CAPTION_SPLITS],
         scenes=f"{SYNTHETIC_TRUTH}/scenes.h5",
-    params:
-        root=lambda wildcards, output: layout.root_from_expdesign(output.expdesign),
-        synthetic=config["synthetic"],
     log:
         "logs/synthetic/build_synthetic_stimuli.log",
     benchmark:
         "benchmarks/synthetic/build_synthetic_stimuli.tsv"
+    conda:
+        "../envs/cpu.yaml"
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../envs/cpu.yaml"
+    params:
+        root=lambda wildcards, output: layout.root_from_expdesign(output.expdesign),
+        synthetic=config["synthetic"],
     script:
         "../workflow_scripts/build_synthetic_stimuli.py"
 
@@ -50,17 +50,17 @@ rule build_synthetic_subject:
     output:
         files=synthetic_subject_files("{subject}"),
         truth=f"{SYNTHETIC_TRUTH}/{{subject}}.h5",
-    params:
-        root=lambda wildcards, input: layout.root_from_expdesign(input.expdesign),
-        synthetic=config["synthetic"],
     log:
         "logs/synthetic/build_synthetic_subject/{subject}.log",
     benchmark:
         "benchmarks/synthetic/build_synthetic_subject/{subject}.tsv"
+    conda:
+        "../envs/cpu.yaml"
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/cpu.yaml"
+    params:
+        root=lambda wildcards, input: layout.root_from_expdesign(input.expdesign),
+        synthetic=config["synthetic"],
     script:
         "../workflow_scripts/build_synthetic_subject.py"
