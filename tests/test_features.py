@@ -140,7 +140,7 @@ def test_names_stable_and_safe():
     assert "zc_s0.8_t0.25" in names and "zc_s0.5_t1" in names and "unet_down_blocks.1_t0.5" in names
     assert len(names) == 2 + 2 * 3 + 3 * 3 and len(set(names)) == len(names)
     assert all(set(n) <= set("abcdefghijklmnopqrstuvwxyz_0123456789.") for n in names)
-    assert feature_names(None)[2:5] == ["zc_s0.8_t0.2", "zc_s0.8_t0.66", "zc_s0.8_t1"]
+    assert feature_names(None)[2:5] == ["zc_s0.2_t0.2", "zc_s0.2_t0.66", "zc_s0.2_t1"]  # low noise first
     assert format_number(0.66) == "0.66" and format_number(1.0) == "1"
     assert denoising_steps(50, 0.8) == 40 and denoising_steps(10, 0.8) == 8
     assert [stage_step(f, 40) for f in (0.2, 0.66, 1.0)] == [8, 27, 40]
