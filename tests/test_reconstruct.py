@@ -97,7 +97,8 @@ def test_sd14_code_path_and_arguments(model, decoded, tmp_path, monkeypatch):
             assert len(kwargs["image"]) == len(kwargs["generator"])
 
 
-def test_killed_job_resumes_without_redoing_shards(model, decoded, tmp_path, monkeypatch):
+def _killed_at_second_batch(monkeypatch) -> dict:
+    """Make the second img2img call die as a killed job would; return the call counter."""
     real = recon_mod.Reconstructor.image_to_image
     count = {"n": 0}
 
@@ -108,6 +109,11 @@ def test_killed_job_resumes_without_redoing_shards(model, decoded, tmp_path, mon
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(recon_mod.Reconstructor, "image_to_image", dies_on_second_batch)
+    return count
+
+
+def test_killed_job_resumes_without_redoing_shards(model, decoded, tmp_path, monkeypatch):
+    count = _killed_at_second_batch(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         _run(model, decoded, tmp_path / "run")
     first_shard = tmp_path / "run" / "shards" / "shard_00000.h5"
@@ -123,16 +129,7 @@ def test_killed_job_resumes_without_redoing_shards(model, decoded, tmp_path, mon
 @pytest.mark.parametrize("change", ["seed", "decoded"])
 def test_killed_then_changed_run_mixes_no_old_images(model, decoded, tmp_path, monkeypatch, change):
     """A shard of the old seed (or of other decoded latents) is recomputed, not mixed with new ones."""
-    real = recon_mod.Reconstructor.image_to_image
-    count = {"n": 0}
-
-    def dies_on_second_batch(self, *args, **kwargs):
-        count["n"] += 1
-        if count["n"] == 2:
-            raise KeyboardInterrupt("killed")
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(recon_mod.Reconstructor, "image_to_image", dies_on_second_batch)
+    count = _killed_at_second_batch(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         _run(model, decoded, tmp_path / "run")
     assert (tmp_path / "run" / "shards" / "shard_00000.h5").exists()
