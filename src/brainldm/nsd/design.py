@@ -190,6 +190,8 @@ def select_sessions(in_responses, on_disk, requested="all", missing="error", whe
     """
     in_responses, on_disk = sorted({int(s) for s in in_responses}), {int(s) for s in on_disk}
     if requested == "paper":
+        if paper is None:
+            raise ValueError("select_sessions: 'paper' needs the paper's sessions (paper_sessions)")
         wanted = [s for s in paper if s in in_responses]
         if len(wanted) < len(paper):
             log.warning("%s has sessions %s in responses.tsv, fewer than the paper's %s: using %s",
