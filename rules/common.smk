@@ -1,7 +1,10 @@
 # Configuration checks, paths and input functions.
 import os
 
+import sys
+
 from brainldm.config import ConfigError, validate_config, without_runtime
+from brainldm.io import stable_link
 from brainldm.nsd import layout
 from brainldm.encoding import FEATURE_MAPS, banded_map_names
 from brainldm.ldm.model_folder import ModelFolderError, check_model_folder
@@ -56,11 +59,29 @@ USES_SYNTHETIC_NSD = NSD_ROOT == SYNTHETIC_NSD
 CAPTION_FILES = [
     layout.captions(NSD_ROOT, split, config["ingestion"]["captions_dir"]) for split in layout.CAPTION_SPLITS
 ]
-if not USES_SYNTHETIC_NSD:
+# Rules name a user's NSD tree and caption folder through links of fixed path, so that pointing
+# nsd_root at a copy (same files and times, e.g. `cp -a`, `rsync -a`) reruns nothing.
+NSD_LINK = "resources/nsd"
+CAPTIONS_LINK = "resources/coco_annotations"
+if USES_SYNTHETIC_NSD:
+    NSD_FILES = NSD_ROOT
+    CAPTION_INPUTS = CAPTION_FILES
+else:
     # Not part of NSD's download: say where they come from instead of a bare missing-input error.
     for path in CAPTION_FILES:
         if not os.path.isfile(path):
             raise ConfigError(f"config key 'ingestion.captions_dir': {path} not found. {layout.CAPTIONS_SOURCE}")
+    for link, target in ((NSD_LINK, NSD_ROOT), (CAPTIONS_LINK, os.path.dirname(CAPTION_FILES[0]))):
+        previous = stable_link(target, link)
+        if previous is not None and previous != os.path.realpath(target):
+            print(f"{link} now points to {os.path.realpath(target)} (was {previous})", file=sys.stderr)
+    NSD_FILES = NSD_LINK
+    CAPTION_INPUTS = [os.path.join(CAPTIONS_LINK, os.path.basename(path)) for path in CAPTION_FILES]
+
+
+def nsd_file(path):
+    """A path of the configured NSD tree as rules name it (through :data:`NSD_LINK` for a user's tree)."""
+    return os.path.join(NSD_FILES, os.path.relpath(path, NSD_ROOT))
 
 
 def synthetic_betas(subject):
@@ -83,13 +104,18 @@ def synthetic_subject_files(subject):
     ]
 
 
+def ingestion_settings():
+    """``config["ingestion"]`` without where the captions are (inputs, not parameters, of the rules)."""
+    return {key: value for key, value in config["ingestion"].items() if key != "captions_dir"}
+
+
 def nsd_inputs():
     """The subject-independent NSD files."""
     return {
-        "expdesign": layout.expdesign(NSD_ROOT),
-        "stim_info": layout.stim_info(NSD_ROOT),
-        "stimuli": layout.stimuli(NSD_ROOT),
-        "captions": CAPTION_FILES,
+        "expdesign": layout.expdesign(NSD_FILES),
+        "stim_info": layout.stim_info(NSD_FILES),
+        "stimuli": layout.stimuli(NSD_FILES),
+        "captions": CAPTION_INPUTS,
     }
 
 
@@ -158,9 +184,9 @@ def subject_nsd_files(subject):
     betas = sessions_on_disk(layout.betas_dir(NSD_ROOT, subject), config["ingestion"]["betas_format"])
     rois = {config["rois"][name]["file"] for name in config["rois"]}
     return [
-        layout.responses(NSD_ROOT, subject),
-        *betas.values(),
-        *(roi_path(NSD_ROOT, subject, name) for name in sorted(rois)),
+        layout.responses(NSD_FILES, subject),
+        *(nsd_file(path) for path in betas.values()),
+        *(roi_path(NSD_FILES, subject, name) for name in sorted(rois)),
     ]
 
 
@@ -192,7 +218,7 @@ def encoding_betas(wildcards):
 
 def streams_reference(wildcards):
     """The subject's streams.nii.gz: grid, affine and header of every map, labels of the ROI summary."""
-    return layout.roi(NSD_ROOT, wildcards.subject, "streams")
+    return layout.roi(NSD_FILES, wildcards.subject, "streams")
 
 
 def feature_result(subject, feature):

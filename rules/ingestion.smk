@@ -23,7 +23,7 @@ rule split_trials:
     params:
         root=lambda wildcards, input: layout.root_from_expdesign(input.expdesign),
         subjects=SUBJECTS,
-        ingestion=config["ingestion"],
+        ingestion=ingestion_settings(),
     script:
         "../workflow_scripts/split_trials.py"
 
@@ -46,7 +46,7 @@ rule extract_roi_betas:
         runtime=120,
     params:
         root=lambda wildcards, input: layout.root_from_expdesign(input.expdesign),
-        ingestion=config["ingestion"],
+        ingestion=ingestion_settings(),
         rois=config["rois"],
     script:
         "../workflow_scripts/extract_roi_betas.py"
@@ -72,6 +72,5 @@ rule extract_stimuli:
         runtime=60,
     params:
         root=lambda wildcards, input: layout.root_from_expdesign(input.expdesign),
-        captions_dir=config["ingestion"]["captions_dir"],
     script:
         "../workflow_scripts/extract_stimuli.py"

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from brainldm.io import DiskFullError, atomic_path, is_disk_full
+from brainldm.io import DiskFullError, atomic_path, is_disk_full, stable_link
 
 # What HDF5 raises when the disk fills during a write (h5py 3, HDF5 1.14), errno inside the text.
 HDF5_ENOSPC = ("Can't decrement id ref count (file write failed: time = Tue Dec  1 10:00:00 2026, filename = "
@@ -53,3 +53,22 @@ def test_real_full_disk(tiny_filesystem):
         with atomic_path(tiny_filesystem / "out" / "x.h5") as tmp, h5py.File(tmp, "w") as h5:
             h5["betas"] = np.zeros(1_000_000)
     assert os.listdir(tiny_filesystem / "out") == []
+
+
+def test_stable_link_points_at_the_target_and_says_what_it_was(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    link = tmp_path / "resources" / "nsd"
+    assert stable_link(first, link) is None
+    assert os.path.realpath(link) == str(first.resolve())
+    assert stable_link(first, link) == str(first.resolve())  # unchanged: nothing rewritten
+    assert stable_link(second, link) == str(first.resolve())
+    assert os.path.realpath(link) == str(second.resolve())
+    assert stable_link(link, link) == str(second.resolve())  # the link itself as the target: kept
+
+
+def test_stable_link_refuses_to_replace_a_real_folder(tmp_path):
+    (tmp_path / "nsd").mkdir()
+    with pytest.raises(FileExistsError, match="found a real folder"):
+        stable_link(tmp_path / "elsewhere", tmp_path / "nsd")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -113,3 +115,83 @@ def test_runtime_knobs_rerun_nothing(workflow_run):
     assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
     changed = run_snakemake(workflow_run, "-n", "--config", 'features={"num_inference_steps": 9}')
     assert "extract_features" in changed.stdout  # a setting of the science still reruns
+
+
+def _readme_line(prefix: str) -> str:
+    """The README's command line that starts with ``prefix`` (comment removed)."""
+    for line in (REPO / "README.md").read_text().splitlines():
+        if line.startswith(prefix):
+            return line.split("  #")[0].strip()
+    raise AssertionError(f"README has no line starting with {prefix!r}")
+
+
+def test_a_copy_of_the_nsd_tree_reruns_nothing(workflow_run, tmp_path):
+    """Moving NSD (a copy with the same files and times) keeps every result; a changed file still reruns."""
+    work = _copy_run(workflow_run, tmp_path / "run")
+    first, second = tmp_path / "nsd_on_scratch", tmp_path / "nsd_on_project"
+    shutil.copytree(work / "resources" / "synthetic_nsd", first)  # copytree keeps the times, like cp -a
+    targets = ["resources/models/tiny", "results/stimuli/stimuli.h5", "results/subj01/betas/early.h5"]
+    built = run_snakemake(work, "--cores", "2", *targets, "--config", f"nsd_root={first}")
+    assert built.returncode == 0, built.stderr[-4000:]
+    assert os.path.realpath(work / "resources" / "nsd") == str(first.resolve())
+    shutil.copytree(first, second)
+    moved = run_snakemake(work, "-n", *targets, "--config", f"nsd_root={second}")
+    assert moved.returncode == 0, moved.stderr[-4000:]
+    assert "Nothing to be done" in moved.stdout + moved.stderr, moved.stdout[-3000:]
+    assert os.path.realpath(work / "resources" / "nsd") == str(second.resolve())
+    assert "resources/nsd now points to" in moved.stderr
+    # the control: a captions file or a session that really changed reruns what reads it
+    captions = next((second / "nsddata_stimuli").rglob("captions_train2017.json"))
+    coco = json.loads(captions.read_text())
+    coco["annotations"][0]["caption"] += " again"
+    captions.write_text(json.dumps(coco))
+    session = next((second / "nsddata_betas").rglob("betas_session01.hdf5"))
+    os.utime(session)
+    changed = run_snakemake(work, "-n", *targets, "--config", f"nsd_root={second}")
+    assert changed.returncode == 0, changed.stderr[-4000:]
+    for rule in ("build_model", "extract_stimuli", "extract_roi_betas"):
+        assert f"rule {rule}:" in changed.stdout, (rule, changed.stdout[-3000:])
+
+
+def test_an_orphaned_job_is_found_and_stopped_before_unlocking(workflow_run, tmp_path):
+    """Only Snakemake killed (OOM killer): its job runs on; the README's commands find and stop it."""
+    work = _copy_run(workflow_run, tmp_path / "run")
+    model = work / "resources" / "models" / "tiny"
+    expected = file_digest(model / "unet" / "diffusion_pytorch_model.safetensors")
+    shutil.rmtree(model)
+    command = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(work),
+               "--configfile", str(SMALL_CONFIG), "--cores", "1", "resources/models/tiny"]
+    find_jobs = _readme_line('pgrep -af "$PWD/.snakemake/scripts/"')
+
+    def jobs() -> list[str]:
+        found = subprocess.run(["bash", "-c", find_jobs], cwd=work, capture_output=True, text=True)
+        return [line for line in found.stdout.splitlines() if line.strip()]
+
+    with open(tmp_path / "orphan.log", "w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                   env=dict(os.environ, HF_HUB_OFFLINE="1"))
+        try:
+            deadline = time.monotonic() + 300
+            while not jobs():
+                assert process.poll() is None, (tmp_path / "orphan.log").read_text()[-4000:]
+                assert time.monotonic() < deadline, "the job did not start in 5 minutes"
+                time.sleep(0.2)
+            process.kill()  # Snakemake alone, not its process group
+            process.wait()
+            orphans = jobs()
+            assert orphans and all("build_model" in line for line in orphans), orphans
+            for line in orphans:  # the README's `kill <pid>`
+                os.kill(int(line.split()[0]), signal.SIGTERM)
+            deadline = time.monotonic() + 60
+            while jobs():
+                assert time.monotonic() < deadline, jobs()
+                time.sleep(0.2)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+    assert not (model / "model_index.json").exists()  # the stopped job left nothing that looks finished
+    unlocked = run_snakemake(work, "--unlock", "resources/models/tiny")
+    assert unlocked.returncode == 0, unlocked.stderr[-4000:]
+    resumed = run_snakemake(work, "--cores", "1", "resources/models/tiny")
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert file_digest(model / "unet" / "diffusion_pytorch_model.safetensors") == expected

@@ -8,5 +8,5 @@ write_stimuli(
     root=snakemake.params.root,
     trials_paths=snakemake.input.trials,
     out_path=snakemake.output[0],
-    captions_dir=snakemake.params.captions_dir,
+    caption_files=list(snakemake.input.captions),
 )

@@ -51,6 +51,37 @@ def atomic_path(path: str | os.PathLike):
         raise
 
 
+def stable_link(target: str | os.PathLike, link: str | os.PathLike) -> str | None:
+    """Point the symbolic link ``link`` at the folder ``target``; return the target it had before.
+
+    Inputs named through a link keep their paths when the data move, so a copy of a
+    tree with the same files (and times) reruns nothing. The link is replaced
+    atomically; a real file or folder at ``link`` is an error.
+
+    Returns
+    -------
+    str or None
+        The previous target (None when the link is new).
+    """
+    link = Path(link)
+    target = os.path.realpath(target)  # also when the configured path is this link itself
+    previous = None
+    if link.is_symlink():
+        previous = os.readlink(link)
+        if previous == target:
+            return previous
+    elif link.exists():
+        raise FileExistsError(f"{link}: expected a symbolic link to {target}, found a real "
+                              f"{'folder' if link.is_dir() else 'file'}; move it away")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.link")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+    return previous
+
+
 class DiskFullError(OSError):
     """The disk filled up while an output was written (nothing looking finished was left)."""
 

@@ -122,12 +122,16 @@ def write_roi_betas(root, subject: str, trials_path: str, ingestion: dict, rois:
     )
 
 
-def write_stimuli(root, trials_paths: list[str], out_path: str, captions_dir=None) -> None:
-    """Images and captions of every image in the given trial tables (captions from ``captions_dir``, see layout)."""
+def write_stimuli(root, trials_paths: list[str], out_path: str, caption_files: list[str]) -> None:
+    """Images and captions of every image in the given trial tables.
+
+    ``caption_files``: COCO's caption files in the order of :data:`layout.CAPTION_SPLITS`.
+    """
+    if len(caption_files) != len(layout.CAPTION_SPLITS):
+        raise ValueError(f"expected caption files for {layout.CAPTION_SPLITS}, found {list(caption_files)}")
     ids = np.unique(np.concatenate([pd.read_csv(p, sep="\t")["nsd_id"].to_numpy() for p in trials_paths]))
     from .stimuli import extract_stimuli
 
     extract_stimuli(
-        layout.stimuli(root), layout.stim_info(root),
-        {split: layout.captions(root, split, captions_dir) for split in layout.CAPTION_SPLITS}, ids, out_path,
+        layout.stimuli(root), layout.stim_info(root), dict(zip(layout.CAPTION_SPLITS, caption_files)), ids, out_path,
     )
