@@ -51,6 +51,14 @@ def test_default_config_is_valid_and_defaults_are_filled(config):
         (lambda c: c.update(encoding={"roi": "cortex"}), "encoding.roi", "cortex"),
         (lambda c: c.update(encoding={"fdr_q": 1.5}), "encoding.fdr_q", "1.5"),
         (lambda c: c.update(flatmaps={"with_rois": "maybe"}), "flatmaps.with_rois", "maybe"),
+        # cross-key rules and names that jobs would only find out about later
+        (lambda c: c.update(evaluation={"weights": "pretrained", "image_scale": 0.5}), "evaluation.image_scale",
+         "only with 'evaluation.weights: random'"),
+        (lambda c: c.update(evaluation={"weights": "random", "random_clip": {"hidden_size": 30,
+                                                                           "num_attention_heads": 4}}),
+         "evaluation.random_clip.num_attention_heads", "divisor of hidden_size (30), found 4"),
+        (lambda c: c.update(encoding={"backend": "torch-cuda"}), "encoding.backend", "'torch-cuda'"),
+        (lambda c: c.update(decoding={"backend": "gpu"}), "decoding.backend", "'gpu'"),
     ],
 )
 def test_bad_config_names_the_key(config, change, key, found):

@@ -76,15 +76,33 @@ def _env_packages(path: Path) -> tuple[dict[str, SpecifierSet], list[str]]:
             for spec in entry["pip"]:
                 spec = spec.split("#")[0].strip()
                 if spec.startswith("-e "):
-                    editables.append(spec[3:].strip())
+                    editables.append(spec[3:].strip())  # a path, maybe with [extras]
                 else:
                     add(spec, f"{path.name} (pip)")
     return packages, editables
 
 
-def _pyproject() -> dict[str, SpecifierSet]:
-    requirements = [_requirement(spec, "pyproject.toml") for spec in PYPROJECT["dependencies"]]
+def _pyproject(groups=("dependencies", "gpu")) -> dict[str, SpecifierSet]:
+    """pyproject's requirements: its dependencies and/or optional groups (by name)."""
+    specs = [spec for group in groups
+             for spec in (PYPROJECT["dependencies"] if group == "dependencies"
+                          else PYPROJECT["optional-dependencies"][group])]
+    requirements = [_requirement(spec, "pyproject.toml") for spec in specs]
     return {_name(r): r.specifier for r in requirements}
+
+
+def _rule_envs() -> dict[str, str]:
+    """Rule name -> the env file its ``conda:`` directive names (from rules/*.smk)."""
+    envs = {}
+    for path in sorted((REPO / "rules").glob("*.smk")):
+        rule = None
+        lines = path.read_text().splitlines()
+        for number, line in enumerate(lines):
+            if line.startswith("rule "):
+                rule = line.split()[1].rstrip(":")
+            elif line.strip() == "conda:" and rule:
+                envs[rule] = Path(lines[number + 1].strip().strip('"')).name
+    return envs
 
 
 def test_there_are_env_files():
@@ -97,7 +115,7 @@ def test_env_installs_this_package(path):
     assert "pip" in packages, f"{path.name}: lists pip packages without pip"
     assert editables, f"{path.name}: does not install brainldm (pip: -e ../), which its rules' scripts import"
     for editable in editables:
-        root = (path.parent / editable).resolve()
+        root = (path.parent / editable.split("[")[0]).resolve()
         assert root == REPO, f"{path.name}: -e {editable} is {root}, not the repository"
 
 
@@ -133,3 +151,48 @@ def test_env_python_within_requires_python(path):
     assert allowed, f"{path.name}: python{packages['python']} admits no Python 3 version"
     outside = [version for version in allowed if version not in requires]
     assert not outside, f"{path.name}: python{packages['python']} admits {outside}, outside requires-python {requires}"
+
+
+def test_cpu_env_has_no_gpu_packages_and_gpu_env_installs_the_extra():
+    """The point of two envs: the CPU rules' env carries no torch or diffusers."""
+    gpu_only = set(_pyproject(("gpu",)))
+    cpu_packages, cpu_editables = _env_packages(REPO / "envs" / "cpu.yaml")
+    assert not gpu_only & set(cpu_packages), sorted(gpu_only & set(cpu_packages))
+    assert all("[" not in e for e in cpu_editables), cpu_editables  # -e ../ without the gpu extra
+    _, gpu_editables = _env_packages(REPO / "envs" / "gpu.yaml")
+    assert any(e.endswith("[gpu]") for e in gpu_editables), gpu_editables
+
+
+BLOCK_GPU_PACKAGES = """
+import importlib.abc, sys
+class _Blocked(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {names!r}:
+            raise ImportError(f"{{name}} is not in the CPU environment")
+sys.meta_path.insert(0, _Blocked())
+"""
+
+
+def test_cpu_rules_run_without_the_gpu_packages():
+    """Every rule on envs/cpu.yaml imports its library code with the gpu extra's packages absent."""
+    import subprocess
+    import sys
+
+    envs = _rule_envs()
+    cpu_rules = sorted(rule for rule, env in envs.items() if env == "cpu.yaml")
+    assert {"extract_roi_betas", "encode_feature", "evaluate_pooled", "draw_map_flatmaps"} <= set(cpu_rules)
+    blocked = sorted(set(_pyproject(("gpu",))) | {"torch", "torchvision"})
+    imports = []
+    for rule in cpu_rules:
+        script = (REPO / "workflow_scripts" / f"{rule}.py").read_text()
+        imports += [line for line in script.splitlines() if line.startswith(("from brainldm", "import brainldm"))]
+    # himalaya's numpy backend and the ridge's backend choice must not need torch either
+    code = BLOCK_GPU_PACKAGES.format(names=blocked) + "\n".join(dict.fromkeys(imports)) + """
+from himalaya.backend import set_backend
+from brainldm.ridge import resolve_backend
+set_backend(resolve_backend("auto"))
+print(resolve_backend("auto"))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "numpy"

@@ -6,17 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from brainldm.config import section_defaults
-from brainldm.evaluation.nets import (
-    CHECKPOINT_URLS,
-    FeatureExtractor,
-    Readout,
-    View,
-    WeightsError,
-    check_settings,
-    load_network,
-    protocol_readouts,
-)
+from brainldm.config import ConfigError, check_evaluation, section_defaults
+from brainldm.evaluation.nets import CHECKPOINT_URLS, FeatureExtractor, WeightsError, load_network
+from brainldm.evaluation.protocols import Readout, View, protocol_readouts
 
 TINY_CLIP = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 12, "num_attention_heads": 2,
              "patch_size": 14, "projection_dim": 8}
@@ -118,5 +110,5 @@ def test_bad_layers_and_settings():
         FeatureExtractor([Readout("deep", View("clip", 224), "hidden_states.13")], _settings())
     with pytest.raises(AttributeError):
         FeatureExtractor([Readout("none", View("alexnet", 64), "features.99")], _settings())
-    with pytest.raises(ValueError, match="evaluation.image_scale"):
-        check_settings(_settings(weights="pretrained", image_scale=0.5))
+    with pytest.raises(ConfigError, match="evaluation.image_scale"):
+        check_evaluation(_settings(weights="pretrained", image_scale=0.5))

@@ -7,7 +7,7 @@ import pytest
 
 from brainldm.config import section_defaults
 from brainldm.evaluation import RANDOM_NOTICE, evaluate_pooled
-from brainldm.evaluation.nets import COMMUNITY_READOUTS, PAPER_READOUTS
+from brainldm.evaluation.protocols import COMMUNITY_READOUTS, PAPER_READOUTS
 from brainldm.evaluation.tables import paper_header, read_header, read_table, write_table
 
 SETTINGS = {**section_defaults("evaluation"), "weights": "random"}

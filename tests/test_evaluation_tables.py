@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from brainldm.config import section_defaults
-from brainldm.evaluation.nets import RANDOM_NOTICE
+from brainldm.evaluation.protocols import RANDOM_NOTICE
 from brainldm.evaluation.tables import (
     community_header,
     paper_header,

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from brainldm.evaluation import RANDOM_NOTICE
-from brainldm.evaluation.nets import COMMUNITY_READOUTS, PAPER_READOUTS
+from brainldm.evaluation.protocols import COMMUNITY_READOUTS, PAPER_READOUTS
 from brainldm.evaluation.tables import read_header, read_table
 
 pytestmark = pytest.mark.workflow

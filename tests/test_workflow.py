@@ -52,6 +52,7 @@ def test_lint_reports_nothing(tmp_path):
         ('subjects=["subj01","subj42"]', "subjects[1]"),
         ("nsd_root=/no/such/nsd", "nsd_root"),
         ('synthetic={"image_size":"large"}', "synthetic.image_size"),
+        ('evaluation={"weights":"pretrained","image_scale":0.5}', "evaluation.image_scale"),  # a cross-key rule
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, override, key):

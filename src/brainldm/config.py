@@ -195,6 +195,25 @@ def _check_references(config: dict) -> None:
                               f"found {sorted(config['decoding']['targets'])}")
 
 
+def check_evaluation(settings: dict) -> None:
+    """Evaluation settings that cannot go together (also checked by the evaluation functions themselves).
+
+    Raises
+    ------
+    ConfigError
+        ``image_scale`` other than 1 with pretrained weights (the numbers would look comparable to the
+        protocols' when they are not); random CLIP attention heads that do not divide its width.
+    """
+    if settings["image_scale"] != 1 and settings["weights"] != "random":
+        raise ConfigError(f"config key 'evaluation.image_scale' is {settings['image_scale']}: sizes other than the "
+                          "protocols' (1) are allowed only with 'evaluation.weights: random'")
+    clip = settings.get("random_clip") or {}
+    if settings["weights"] == "random" and {"hidden_size", "num_attention_heads"} <= set(clip):
+        if clip["hidden_size"] % clip["num_attention_heads"]:
+            raise ConfigError(f"config key 'evaluation.random_clip.num_attention_heads': expected a divisor of "
+                              f"hidden_size ({clip['hidden_size']}), found {clip['num_attention_heads']}")
+
+
 def validate_config(config: dict, base_dir: str = ".", built_by_workflow: dict | None = None) -> dict:
     """Validate a configuration and return a copy with the schema's defaults filled in.
 
@@ -229,6 +248,7 @@ def validate_config(config: dict, base_dir: str = ".", built_by_workflow: dict |
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(_describe(e) for e in errors))
     _check_paths(validated, base_dir, built_by_workflow or {})
     _check_references(validated)
+    check_evaluation(validated["evaluation"])
     check_synthetic_sizes(validated["synthetic"])
     return validated
 

@@ -6,11 +6,9 @@ functions and :func:`load_network`.
 """
 
 from .identification import correlation_matrix, sample_mean_identification, two_way_identification
-from .images import EvaluationInputError
-from .metrics import correlation_distance, pixcorr, ssim
-from .nets import RANDOM_NOTICE, WeightsError, load_network
 from .pooled import evaluate_pooled
-from .subject import evaluate_subject
+from ..lazy import lazy_getattr
+from .protocols import RANDOM_NOTICE
 
 __all__ = [
     "RANDOM_NOTICE",
@@ -26,3 +24,16 @@ __all__ = [
     "ssim",
     "two_way_identification",
 ]
+
+# The networks need torch; the CPU rules (evaluate_pooled) import this package without it.
+_LAZY = {
+    "correlation_distance": "metrics",
+    "pixcorr": "metrics",
+    "ssim": "metrics",
+    "EvaluationInputError": "images",
+    "WeightsError": "nets",
+    "load_network": "nets",
+    "evaluate_subject": "subject",
+}
+
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -18,9 +18,7 @@ from scipy.ndimage import gaussian_filter
 
 from .identification import standardize_rows
 from .images import resize_images
-
-#: Side the community table compares pixels at (NSD's image size).
-PIXEL_SIZE = 425
+from .protocols import PIXEL_SIZE
 GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)
 
 

@@ -14,7 +14,7 @@ from PIL import Image  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
 from ..ldm.names import METHODS  # noqa: E402
-from .nets import RANDOM_NOTICE  # noqa: E402
+from .protocols import RANDOM_NOTICE  # noqa: E402
 
 COLORS = {"Xz": "#4c72b0", "Xc": "#dd8452", "Xzc": "#55a868"}
 

@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import atomic_path
-from .metrics import PIXEL_SIZE
-from .nets import COMMUNITY_READOUTS, RANDOM_NOTICE, protocol_readouts, scaled_size
+from .protocols import COMMUNITY_READOUTS, PIXEL_SIZE, RANDOM_NOTICE, protocol_readouts, scaled_size
 
 PRETRAINED_NOTICE = "pretrained weights (torchvision ImageNet checkpoints, CLIP ViT-L/14, SwAV ResNet-50)"
 

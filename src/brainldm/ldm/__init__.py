@@ -7,6 +7,7 @@ their names here.
 
 from __future__ import annotations
 
+from ..lazy import lazy_getattr
 from .names import FEATURE_DEFAULTS, feature_names, feature_specs, with_defaults
 
 __all__ = [
@@ -27,11 +28,4 @@ _LAZY = {
     "FeatureExtractor": "features",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        module = importlib.import_module(f".{_LAZY[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
