@@ -444,6 +444,21 @@ def _row_chunks(n_rows: int, dim: int) -> int:
     return max(1, min(n_rows, (1 << 20) // max(dim, 1)))
 
 
+#: Columns per chunk of a merged feature file (64 KB of a row).
+_MERGED_CHUNK_COLS = 16384
+
+
+def _merged_chunks(n_rows: int, dim: int) -> tuple[int, int]:
+    """HDF5 chunks of a merged feature file: about 4 MB of float32, up to 16,384 columns wide.
+
+    Written by rows (64 rows of a U-Net feature per chunk row), read by
+    :mod:`brainldm.reduce` in column blocks: HDF5 reads whole chunks, so
+    chunks of whole rows would make every column block read the whole file.
+    """
+    cols = max(1, min(dim, _MERGED_CHUNK_COLS))
+    return max(1, min(n_rows, (1 << 20) // cols)), cols
+
+
 def _write_shard(path: Path, extractor: FeatureExtractor, images, captions, ids, expected: str,
                  batch_size: int) -> None:
     names = [spec.name for spec in extractor.specs]
@@ -593,7 +608,7 @@ def _assemble(shard_paths, index: StimuliIndex, specs: Sequence[FeatureSpec], ou
                         tmp = stack.enter_context(atomic_path(out_paths[spec.name]))
                         h5 = stack.enter_context(h5py.File(tmp, "w"))
                         h5.create_dataset("features", shape=(n, dim), dtype=np.float32,
-                                          chunks=(_row_chunks(n, dim), dim))
+                                          chunks=_merged_chunks(n, dim))
                         h5.create_dataset("nsd_ids", data=index.nsd_ids)
                         attrs = {"shape": np.asarray(source.attrs["shape"], dtype=np.int64), "feature": spec.name,
                                  "kind": spec.kind, **common,
@@ -607,8 +622,10 @@ def _assemble(shard_paths, index: StimuliIndex, specs: Sequence[FeatureSpec], ou
                     if dim != target.shape[1]:
                         raise RuntimeError(f"{path}: feature {spec.name} has {dim} values per image, "
                                            f"expected {target.shape[1]}")
-                    step = max(1, (1 << 26) // dim)  # copy at most 256 MB at a time
-                    for a in range(0, stop - start, step):
-                        b = min(stop - start, a + step)
-                        target[start + a:start + b] = source[a:b]
+                    # pieces aligned to chunk rows (a chunk is written once), at most 256 MB or one chunk row each
+                    rows = target.chunks[0]
+                    step = rows * max(1, (1 << 26) // dim // rows)
+                    edges = [start, *range((start // step + 1) * step, stop, step), stop]
+                    for a, b in zip(edges, edges[1:]):
+                        target[a:b] = source[a - start:b - start]
     log.info("wrote %d feature files of %d images", len(specs), n)
