@@ -21,6 +21,8 @@ wildcard_constraints:
     zc="|".join(re.escape(name) for name in BANDED_ZC),
     stage="|".join(re.escape(stage) for stage in UNET_STAGES),
     figure="|".join(PAPER_FIGURES),
+    part=r"\d+",
+    parts=r"\d+",
 
 
 include: "rules/synthetic.smk"

@@ -1,6 +1,6 @@
 """Benchmark: batched feature extraction against one image at a time, tiny model, CPU.
 
-Both variants run :func:`brainldm.ldm.features.extract_features` end to end
+Both variants run :func:`brainldm.ldm.features.features_to_files` end to end
 (stimuli file in, one HDF5 per feature out, shards written) with the demo's
 feature settings (image_size 128, 50 steps, strength 0.8, stages 0.2/0.66/1,
 five U-Net blocks) on the ``tiny`` preset:
@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from brainldm.ldm.features import FeatureExtractor, extract_features  # noqa: E402
+from brainldm.ldm.features import FeatureExtractor, features_to_files  # noqa: E402
 from brainldm.ldm.load import load_model  # noqa: E402
 from brainldm.ldm.names import feature_names  # noqa: E402
 from brainldm.synthetic.scenes import make_stimulus  # noqa: E402
@@ -151,7 +151,7 @@ def main() -> None:
             out = tmp / f"{variant}-{tag}"
             paths = {n: out / f"{n}.h5" for n in feature_names(cfg)}
             t0, c0 = time.perf_counter(), time.process_time()
-            extract_features(tmp / "tiny", tmp / "stimuli.h5", paths, cfg, out / "shards")
+            features_to_files(tmp / "tiny", tmp / "stimuli.h5", paths, cfg, out / "shards")
             return time.perf_counter() - t0, time.process_time() - c0
 
         for variant in variants:  # warm-up
@@ -202,7 +202,7 @@ def main() -> None:
         f"Command: `.venv/bin/python bench/features_batching.py --images {args.images} --repeats {args.repeats}"
         + (f" --threads {args.threads}`" if args.threads else "`"),
         "",
-        f"`extract_features` end to end on {args.images} images, features config {json.dumps(config)} "
+        f"`features_to_files` end to end on {args.images} images, features config {json.dumps(config)} "
         f"(defaults otherwise: strength 0.8 -> {int(args.steps * 0.8)} denoising steps, stages 0.2/0.66/1, "
         f"5 U-Net blocks; {len(results['features'])} feature files). Median of {args.repeats} runs after one "
         "warm-up run per variant; the baseline is measured in the same process, runs alternate.",

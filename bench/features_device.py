@@ -11,7 +11,7 @@ For each batch size (default 1, 2, 4, 8, 16): one warm-up batch, then
 ``--repeats`` timed batches of :meth:`FeatureExtractor.process_batch` (all
 features of the batch, copied to the CPU); images/s from the median, and
 ``torch.cuda.max_memory_allocated`` over those batches. The baseline is batch
-size 1 in the same run. Then one end-to-end ``extract_features`` run (shards,
+size 1 in the same run. Then one end-to-end ``features_to_files`` run (shards,
 HDF5 files) at ``--e2e-batch-size`` shows the cost of the file writing.
 A time budget (``--budget-s``, default 240) skips what would not fit.
 Results: ``bench/results/features_device.{json,md}``.
@@ -101,7 +101,7 @@ def main() -> int:
         torch.set_num_threads(os.cpu_count() or 1)  # for building the random weights on the CPU
 
     # diffusers/transformers take seconds to import: only once CUDA (or the check) is there.
-    from brainldm.ldm.features import FeatureExtractor, extract_features
+    from brainldm.ldm.features import FeatureExtractor, features_to_files
     from brainldm.ldm.load import load_model
     from brainldm.synthetic.tiny_sd import build_pipeline
 
@@ -171,7 +171,7 @@ def main() -> int:
             e2e_stimuli = tmp / "stimuli_e2e.h5"
             write_stimuli(e2e_stimuli, args.e2e_images, brick)
             t0 = time.perf_counter()
-            extract_features(pipe, e2e_stimuli, paths, cfg, out / "shards")
+            features_to_files(pipe, e2e_stimuli, paths, cfg, out / "shards")
             seconds = time.perf_counter() - t0
             size = sum(p.stat().st_size for p in paths.values())
             results["end_to_end"] = {"images": args.e2e_images, "batch_size": args.e2e_batch_size, "s": seconds,
@@ -211,7 +211,7 @@ def main() -> int:
                      f"{entry.get('ratio_vs_batch_%d' % b0, float('nan')):.2f}x | "
                      f"{'' if peak is None else f'{peak:.1f}'} |")
     e2e = results["end_to_end"]
-    lines += ["", "End to end (`extract_features`, shards and feature files): "
+    lines += ["", "End to end (`features_to_files`, shards and feature files): "
               + (f"{e2e['images']} images at batch size {e2e['batch_size']} in {e2e['s']:.1f} s, "
                  f"{e2e['images_per_s']:.2f} images/s, {e2e['output_gib']:.2f} GiB of feature files."
                  if "s" in e2e else f"skipped ({e2e['skipped']})."),

@@ -4,7 +4,7 @@ One subject at the paper's size: 8,859 training + 982 test images (the test
 images interleaved with the training ones in id order, as NSD's shared images
 are), 6,400 components, one U-Net feature of 640 x 40 x 40 = 1,024,000 float32
 dimensions. The feature files are HDF5 chunked as the merged feature files are
-(:func:`brainldm.ldm.features._merged_chunks`: 64 rows x 16,384 columns), random
+(:func:`brainldm.ldm.gather._merged_chunks`: 64 rows x 16,384 columns), random
 values with a decaying column scale (distinct eigenvalues).
 
 * ``streamed``: :func:`brainldm.reduce.reduce_feature`, the pipeline's code
@@ -132,7 +132,7 @@ def make_feature_file(path: Path, n: int, dim: int, seed: int = 0) -> None:
     """One subject's feature file: sorted ids, rows written a chunk row at a time as the merge writes them."""
     import h5py
 
-    from brainldm.ldm.features import _merged_chunks
+    from brainldm.ldm.gather import _merged_chunks
 
     rng = np.random.default_rng(seed)
     ids = np.sort(rng.choice(73000, n, replace=False))

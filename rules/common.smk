@@ -136,6 +136,15 @@ def feature_files():
     return [f"results/features/{name}.h5" for name in FEATURE_NAMES]
 
 
+FEATURE_SHARDS = "results/features/shards"
+
+
+def feature_parts():
+    """The manifests of the feature jobs: ``features.jobs`` of them, each its own (GPU) job."""
+    parts = config["features"]["jobs"]
+    return [f"results/features/parts/part{part}_of_{parts}.json" for part in range(parts)]
+
+
 def all_targets():
     """Targets of the default run: every stage that exists, for the configured subjects."""
     targets = [*trials_tables(), "results/stimuli/stimuli.h5"]

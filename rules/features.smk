@@ -6,11 +6,11 @@ rule extract_features:
         stimuli="results/stimuli/stimuli.h5",
         model=model_input(),
     output:
-        feature_files(),
+        "results/features/parts/part{part}_of_{parts}.json",
     log:
-        "logs/features/extract_features.log",
+        "logs/features/extract_features/part{part}_of_{parts}.log",
     benchmark:
-        "benchmarks/features/extract_features.tsv"
+        "benchmarks/features/extract_features/part{part}_of_{parts}.tsv"
     conda:
         "../envs/gpu.yaml"
     threads: 4
@@ -19,12 +19,33 @@ rule extract_features:
         runtime=720,
     params:
         model=model_location,
-        names=FEATURE_NAMES,
         features=without_runtime(config["features"], "features"),
         model_loading=config["model_loading"],
-        shard_dir=lambda wildcards, output: os.path.join(os.path.dirname(output[0]), "shards"),
+        shard_dir=FEATURE_SHARDS,
     script:
         "../workflow_scripts/extract_features.py"
+
+
+rule gather_features:
+    input:
+        parts=feature_parts(),
+        stimuli="results/stimuli/stimuli.h5",
+    output:
+        feature_files(),
+    log:
+        "logs/features/gather_features.log",
+    benchmark:
+        "benchmarks/features/gather_features.tsv"
+    conda:
+        "../envs/cpu.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        names=FEATURE_NAMES,
+        features=without_runtime(config["features"], "features"),
+    script:
+        "../workflow_scripts/gather_features.py"
 
 
 rule reduce_features:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from brainldm.ldm.features import FeatureExtractor, extract_features, preprocess_images, read_stimuli_index
+from brainldm.ldm.features import FeatureExtractor, features_to_files, preprocess_images, read_stimuli_index
 from brainldm.ldm.load import load_model, resolve_device
 from brainldm.ldm.names import (
     FEATURE_DEFAULTS,
@@ -77,7 +77,7 @@ def run(data, name, **overrides):
     config = {**CONFIG, **overrides}
     out = data["root"] / name
     paths = {n: out / f"{n}.h5" for n in feature_names(config)}
-    extract_features(data["model"], data["stimuli"], paths, config, out / "shards")
+    features_to_files(data["model"], data["stimuli"], paths, config, out / "shards")
     return read_outputs(paths)
 
 
@@ -275,7 +275,7 @@ def test_no_guidance_and_stochastic_ddim_are_per_image(pipe, data):
 
 
 def test_resume_after_interruption(data, sharded, monkeypatch):
-    config = {**CONFIG, "batch_size": 4, "shard_size": 4}
+    config = {**CONFIG, "batch_size": 4, "shard_size": 4, "keep_shards": True}
     out = data["root"] / "resumed"
     paths = {n: out / f"{n}.h5" for n in feature_names(config)}
     shards = out / "shards"
@@ -290,8 +290,8 @@ def test_resume_after_interruption(data, sharded, monkeypatch):
 
     monkeypatch.setattr(FeatureExtractor, "process_batch", fail_on_second_shard)
     with pytest.raises(KeyboardInterrupt):
-        extract_features(data["model"], data["stimuli"], paths, config, shards)
-    assert sorted(p.name for p in shards.iterdir()) == ["shard_00000.h5"]  # no partial file left
+        features_to_files(data["model"], data["stimuli"], paths, config, shards)
+    assert sorted(p.name for p in shards.iterdir()) == ["shard_00000.h5"]  # no partial file, no manifest
     assert not any(p.exists() for p in paths.values())
     (shards / ".shard_00001.stale.part.h5").write_bytes(b"left by a kill -9")
     mtime = (shards / "shard_00000.h5").stat().st_mtime_ns
@@ -299,10 +299,10 @@ def test_resume_after_interruption(data, sharded, monkeypatch):
     calls.clear()
     monkeypatch.setattr(FeatureExtractor, "process_batch",
                         lambda self, *a: (calls.append(list(a[2])), original(self, *a))[1])
-    extract_features(data["model"], data["stimuli"], paths, config, shards)
+    features_to_files(data["model"], data["stimuli"], paths, config, shards)
     assert calls == [IDS[4:]]  # only the second shard was computed
     assert (shards / "shard_00000.h5").stat().st_mtime_ns == mtime
-    assert sorted(p.name for p in shards.iterdir()) == ["shard_00000.h5", "shard_00001.h5"]
+    assert sorted(p.name for p in shards.glob("*.h5")) == ["shard_00000.h5", "shard_00001.h5"]
     resumed = read_outputs(paths)
     for name, (array, attrs) in sharded.items():
         np.testing.assert_array_equal(resumed[name][0], array, err_msg=name)
@@ -310,7 +310,7 @@ def test_resume_after_interruption(data, sharded, monkeypatch):
     # A shard of another configuration is recomputed, not reused.
     calls.clear()
     changed = {**config, "guidance_scale": 3.0}
-    extract_features(data["model"], data["stimuli"], {n: out / "g3" / f"{n}.h5" for n in feature_names(changed)},
+    features_to_files(data["model"], data["stimuli"], {n: out / "g3" / f"{n}.h5" for n in feature_names(changed)},
                      changed, shards)
     assert calls == [IDS[:4], IDS[4:]]
 
@@ -339,7 +339,7 @@ def test_bad_brick_shape_is_named(data, tmp_path, shape):
     path = tmp_path / "brick.h5"
     write_stimuli(path, np.zeros(shape, np.uint8), IDS[:2], data["captions"][:2])
     with pytest.raises(NSDInputError, match=re.escape(str(path)) + ".*" + re.escape(str(tuple(shape)))):
-        extract_features(data["model"], path, {n: tmp_path / n for n in feature_names(CONFIG)}, CONFIG,
+        features_to_files(data["model"], path, {n: tmp_path / n for n in feature_names(CONFIG)}, CONFIG,
                          tmp_path / "shards")
 
 
@@ -357,7 +357,7 @@ def test_out_paths_must_match_names(data, tmp_path):
     paths = {n: tmp_path / n for n in feature_names(CONFIG)}
     del paths["z"]
     with pytest.raises(ValueError, match=r"missing \['z'\]"):
-        extract_features(data["model"], data["stimuli"], paths, CONFIG, tmp_path / "shards")
+        features_to_files(data["model"], data["stimuli"], paths, CONFIG, tmp_path / "shards")
     assert not (tmp_path / "shards").exists()
 
 
@@ -370,6 +370,6 @@ def test_brick_smaller_than_the_input_is_logged(data, tmp_path, caplog):
     caplog.set_level("WARNING")
     config = {**CONFIG, "image_size": 96, "strengths": [0.8], "stages": [1.0], "unet_blocks": []}
     paths = {n: tmp_path / f"{n}.h5" for n in feature_names(config)}
-    extract_features(data["model"], data["stimuli"], paths, config, tmp_path / "shards")
+    features_to_files(data["model"], data["stimuli"], paths, config, tmp_path / "shards")
     assert any(f"images are {BRICK_SIZE} px, upscaled (LANCZOS) to features.image_size 96 px" in r.getMessage()
                for r in caplog.records)

@@ -15,7 +15,7 @@ import pytest
 from diffusers import DDIMScheduler, PNDMScheduler
 
 from brainldm.ldm import reconstruct as recon_mod
-from brainldm.ldm.features import extract_features
+from brainldm.ldm.features import features_to_files
 from brainldm.ldm.load import img2img_timesteps, load_model
 from brainldm.ldm.model_folder import ModelFolderError
 from brainldm.ldm.names import feature_names
@@ -52,7 +52,7 @@ def folders(tmp_path_factory, stimuli):
 
 def _features(model, stimuli, out, model_loading):
     paths = {n: out / f"{n}.h5" for n in feature_names(FEATURES)}
-    extract_features(model, stimuli["path"], paths, FEATURES, out / "shards", model_loading)
+    features_to_files(model, stimuli["path"], paths, FEATURES, out / "shards", model_loading)
     result = {}
     for name, path in paths.items():
         with h5py.File(path, "r") as h5:

@@ -97,7 +97,7 @@ def test_a_killed_run_resumes_and_equals_an_uninterrupted_run(workflow_run, tmp_
     assert unlocked.returncode == 0, unlocked.stderr[-4000:]
     result = run_snakemake(work, "--cores", "2", *targets)
     assert result.returncode == 0, result.stderr[-4000:]
-    log = (work / "logs" / "features" / "extract_features.log").read_text()
+    log = (work / "logs" / "features" / "extract_features" / "part0_of_1.log").read_text()
     assert "complete, skipped" in log  # the finished shards were not recomputed
     assert done_before
     assert _feature_files(work) == expected

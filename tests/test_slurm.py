@@ -291,3 +291,41 @@ def test_profile_option_names_exist():
     help_text = subprocess.run([*SNAKEMAKE, "--help"], capture_output=True, text=True).stdout
     for key in _profile():
         assert f"--{key}" in help_text, f"profiles/slurm: --{key} is not an option of the installed snakemake"
+
+
+@needs_cluster
+@pytest.mark.workflow
+def test_feature_jobs_run_at_once_and_gather_the_one_job_files(slurm_cluster, workflow_run, tmp_path):
+    """features.jobs: 2 makes two GPU jobs that run at the same time; the gathered files equal one job's."""
+    names = sorted(p.name for p in (workflow_run / "results" / "features").glob("*.h5"))
+    targets = [f"results/features/{name}" for name in names]
+    # the reference: one job, locally, with the thread count of the parts (float sums depend on it)
+    reference, work = tmp_path / "one_job", tmp_path / "run"
+    for folder in (reference, work):
+        shutil.copytree(workflow_run, folder, symlinks=True)  # upstream outputs stay complete (times kept)
+        shutil.rmtree(folder / "results" / "features")
+    one_job = run_snakemake(reference, "--cores", "2", "--set-threads", "extract_features=1", "--", *targets)
+    assert one_job.returncode == 0, one_job.stderr[-4000:]
+    expected = {name: content_digest(reference / "results" / "features" / name) for name in names}
+    # two single-CPU jobs fit the test node's 2 CPUs at once (the rule asks for 4 threads and 16 GB); a
+    # --set-resources on the command line replaces the profile's for the rule, so its gpu is given again
+    result = run_snakemake(work, "--profile", str(PROFILE), "--max-threads", str(os.cpu_count()),
+                           "--set-threads", "extract_features=1",
+                           "--set-resources", "extract_features:mem_mb=3000", "extract_features:gpu=1",
+                           "--config", 'features={"jobs": 2}', "--", *targets, timeout=RUN_TIMEOUT)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    logs = sorted((work / ".snakemake" / "log").glob("*.snakemake.log"))
+    jobs, _, submitted = _jobs_of_log(logs[-1].read_text())
+    parts = [_slurm_job(slurm_id) for job, slurm_id in submitted.items() if jobs[job] == "extract_features"]
+    assert len(parts) == 2, sorted(jobs.values())
+    for record in parts:
+        assert record["JobState"] == "COMPLETED", record
+        assert re.search(r"gres[:/]gpu[:=]1", record.get("TresPerJob", "") + "," + record.get("TRES", "")), record
+    starts = [datetime.fromisoformat(r["StartTime"]) for r in parts]
+    ends = [datetime.fromisoformat(r["EndTime"]) for r in parts]
+    assert max(starts) < min(ends), f"the feature jobs did not run at the same time: {starts} {ends}"
+    for part in (0, 1):
+        log = (work / "logs" / "features" / "extract_features" / f"part{part}_of_2.log").read_text()
+        assert f"part {part + 1} of 2" in log and "complete, skipped" not in log
+    assert {p.name: content_digest(p) for p in sorted((work / "results" / "features").glob("*.h5"))} == expected
+    assert not list((work / "results" / "features" / "shards").glob("shard_*.h5"))  # removed after the gather

@@ -5,7 +5,8 @@
 # pid files first), so it also works after a crash. Stop with .ci/slurm/stop.sh.
 #
 # The node is this machine: its real CPU count and memory (`slurmd -C`), NodeAddr=127.0.0.1 and
-# a fake GPU (Gres=gpu:1, gres.conf File=/dev/null) so that GPU requests can be scheduled.
+# four fake GPUs (Gres=gpu:4, gres.conf File=/dev/null,...) so that GPU requests can be scheduled,
+# several at once (feature jobs scattered over GPUs).
 # No accounting: finished jobs stay in slurmctld's memory for MinJobAge seconds (`scontrol show
 # job`, `squeue --states=all`), which is what the SLURM profile's `slurm-status-command: squeue`
 # and the test read. MinJobAge is a day, not the usual 300-600 s, so the test still finds the
@@ -91,12 +92,12 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 GresTypes=gpu
-NodeName=$node NodeAddr=127.0.0.1 ${node_hardware[*]} Gres=gpu:1 State=UNKNOWN
+NodeName=$node NodeAddr=127.0.0.1 ${node_hardware[*]} Gres=gpu:4 State=UNKNOWN
 PartitionName=main Nodes=$node Default=YES MaxTime=INFINITE State=UP
 EOF
 cat >"$(dirname "$SLURM_CONF")/gres.conf" <<EOF
 $MARKER
-NodeName=$node Name=gpu File=/dev/null
+NodeName=$node Name=gpu File=/dev/null,/dev/zero,/dev/full,/dev/urandom
 EOF
 
 # On failure, show why and leave nothing running.
@@ -123,4 +124,4 @@ for _ in $(seq 60); do
     sleep 1
 done
 [ "$state" = idle ] || fail "node $node is '${state:-unknown}', not idle, after 60 s"
-echo "SLURM is up: node $node (${node_hardware[*]}, gpu:1), partition main"
+echo "SLURM is up: node $node (${node_hardware[*]}, gpu:4), partition main"

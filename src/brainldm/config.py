@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 #: rules leave them out of ``params`` (Snakemake reruns a job whose params change) and the job
 #: scripts add them back from the configuration (:func:`with_runtime`).
 RUNTIME_KEYS = {
-    "features": ("device", "batch_size", "shard_size"),
+    "features": ("device", "batch_size", "shard_size", "jobs", "keep_shards"),
     "reconstruction": ("device", "batch_size", "shard_size"),
     "decoding": ("backend", "n_targets_batch"),
     "encoding": ("backend", "n_targets_batch", "n_alphas_batch"),

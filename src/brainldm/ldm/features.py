@@ -34,7 +34,6 @@ whole batch.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -56,7 +55,8 @@ from ..shards import clean_partial_shards, fingerprint, mark_complete, shard_is_
 from ..errors import NSDInputError
 from ..seeds import derive_seed
 from .load import img2img_timesteps, load_model, model_fingerprint, scheduler_provenance
-from .names import FeatureSpec, feature_specs, img2img_strengths, stage_step, with_defaults
+from .gather import check_out_paths, gather_features, part_shards, write_part_manifest
+from .names import FeatureSpec, feature_names, feature_specs, img2img_strengths, stage_step, with_defaults
 
 __all__ = [
     "StimuliIndex",
@@ -65,12 +65,18 @@ __all__ = [
     "available_blocks",
     "FeatureExtractor",
     "extract_features",
+    "features_to_files",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Keys of the feature configuration that cannot change the values of the features.
-_NOT_IN_FINGERPRINT = ("device", "batch_size", "shard_size")
+_NOT_IN_FINGERPRINT = ("device", "batch_size", "shard_size", "jobs", "keep_shards")
+
+
+def config_without_runtime(config: Mapping) -> dict:
+    """The features configuration without the keys that cannot change a value (how jobs run)."""
+    return {k: v for k, v in config.items() if k not in _NOT_IN_FINGERPRINT}
 
 
 # ----------------------------------------------------------------------------- stimuli
@@ -444,21 +450,6 @@ def _row_chunks(n_rows: int, dim: int) -> int:
     return max(1, min(n_rows, (1 << 20) // max(dim, 1)))
 
 
-#: Columns per chunk of a merged feature file (64 KB of a row).
-_MERGED_CHUNK_COLS = 16384
-
-
-def _merged_chunks(n_rows: int, dim: int) -> tuple[int, int]:
-    """HDF5 chunks of a merged feature file: about 4 MB of float32, up to 16,384 columns wide.
-
-    Written by rows (64 rows of a U-Net feature per chunk row), read by
-    :mod:`brainldm.reduce` in column blocks: HDF5 reads whole chunks, so
-    chunks of whole rows would make every column block read the whole file.
-    """
-    cols = max(1, min(dim, _MERGED_CHUNK_COLS))
-    return max(1, min(n_rows, (1 << 20) // cols)), cols
-
-
 def _write_shard(path: Path, extractor: FeatureExtractor, images, captions, ids, expected: str,
                  batch_size: int) -> None:
     names = [spec.name for spec in extractor.specs]
@@ -484,17 +475,20 @@ def _write_shard(path: Path, extractor: FeatureExtractor, images, captions, ids,
         mark_complete(h5, expected)
 
 
-def extract_features(model, stimuli_path: str | os.PathLike, out_paths: Mapping[str, str | os.PathLike],
+def extract_features(model, stimuli_path: str | os.PathLike, manifest_path: str | os.PathLike,
                      features_config: Mapping | None, shard_dir: str | os.PathLike,
-                     model_loading: Mapping | None = None) -> None:
-    """Compute every feature of every image of a stimuli file; one HDF5 file per feature.
+                     model_loading: Mapping | None = None, part: tuple[int, int] = (0, 1),
+                     threads: int | None = None) -> None:
+    """Compute the features of one part of the images into shards, and write the part's manifest.
 
     Images are processed in shards of ``shard_size`` rows; each shard is
     written atomically to ``shard_dir/shard_XXXXX.h5`` with all features of
     its images, and a shard already there and complete (same images, model,
     configuration; see ``_shard_complete``) is not recomputed, so a killed job
-    resumes where it stopped. The per-feature files are then assembled from
-    the shards, each written atomically.
+    resumes where it stopped. Part ``i`` of ``k`` computes the ``i``-th of ``k``
+    contiguous runs of shards, so ``k`` jobs (GPUs) share the work and the shards
+    do not depend on ``k``. :func:`brainldm.ldm.gather.gather_features` then
+    writes one file per feature from the manifests of all parts.
 
     Parameters
     ----------
@@ -502,35 +496,31 @@ def extract_features(model, stimuli_path: str | os.PathLike, out_paths: Mapping[
         Diffusers folder or hub id (or a loaded pipeline), see :func:`brainldm.ldm.load.load_model`.
     stimuli_path : path
         From :func:`brainldm.nsd.stimuli.extract_stimuli`.
-    out_paths : mapping
-        Feature name (:func:`brainldm.ldm.names.feature_names`) -> output HDF5 path; exactly those names.
+    manifest_path : path
+        JSON written last (atomically): the part, its shards with their fingerprints,
+        and the attributes every feature file records (see :mod:`brainldm.ldm.gather`).
     features_config : mapping
         ``config["features"]``.
     shard_dir : path
-        Folder of the shards (kept after the run: it is the resume state).
+        Folder of the shards (the resume state; :func:`~brainldm.ldm.gather.gather_features`
+        removes them unless ``features.keep_shards``).
     model_loading : mapping, optional
         ``config["model_loading"]``: ``scheduler`` (``"ddim"``, the paper's sampler built
         from the checkpoint's scheduler config, or ``"shipped"``) and ``variant``.
-
-    Output files
-    ------------
-    ``features`` float32 ``(n_images, dim)`` in the order of ``nsd_ids`` (the
-    stimuli file's sorted 0-based 73k ids), ``nsd_ids``; attributes ``shape``
-    (per-image array shape, ``features[i].reshape(shape)``), ``feature``,
-    ``kind``, ``model``, ``features_config`` (JSON, defaults filled in),
-    ``stimuli``, ``device``, ``dtype``, ``brainldm_version``, ``scheduler`` (class),
-    ``scheduler_config`` (JSON), ``shipped_scheduler``; for zc and U-Net
-    features also ``strength``, ``stage``, ``step`` (1-based denoising step),
-    ``timestep`` (scheduler timestep of that step), ``n_denoising_steps``; for
-    U-Net features ``block``.
+    part : (int, int)
+        ``(i, k)``: this job's part and the number of parts.
+    threads : int, optional
+        torch's CPU threads (the job's); float sums depend on it, so jobs given the same
+        number write the same bytes.
     """
+    if threads:
+        torch.set_num_threads(int(threads))
     config = with_defaults(features_config)
     specs = feature_specs(config)
     names = [spec.name for spec in specs]
-    missing, extra = sorted(set(names) - set(out_paths)), sorted(set(out_paths) - set(names))
-    if missing or extra:
-        raise ValueError(f"out_paths must have one path per feature; missing {missing}, unexpected {extra}")
-    index = read_stimuli_index(stimuli_path)
+    index, n_parts = read_stimuli_index(stimuli_path), int(part[1])
+    if not 0 <= part[0] < n_parts:
+        raise ValueError(f"part {part[0]} of {n_parts}: expected 0 <= part < number of parts")
     if index.image_shape[0] < config["image_size"]:
         log.warning("%s: images are %d px, upscaled (LANCZOS) to features.image_size %d px: z sees no more "
                     "detail than the brick has", stimuli_path, index.image_shape[0], config["image_size"])
@@ -541,7 +531,7 @@ def extract_features(model, stimuli_path: str | os.PathLike, out_paths: Mapping[
 
     base = json.dumps({
         "model": model_fingerprint(pipe),
-        "config": {k: v for k, v in config.items() if k not in _NOT_IN_FINGERPRINT},
+        "config": config_without_runtime(config),
         "device_type": extractor.device.type,
         "dtype": str(extractor.dtype),
         "features": names,
@@ -552,18 +542,20 @@ def extract_features(model, stimuli_path: str | os.PathLike, out_paths: Mapping[
 
     n, shard_size = len(index), config["shard_size"]
     n_shards = math.ceil(n / shard_size)
-    log.info("features of %d images in %d shards of %d on %s (%s), batch size %d: %s", n, n_shards, shard_size,
-             extractor.device, extractor.dtype, config["batch_size"], ", ".join(names))
-    shard_paths = []
+    mine = part_shards(n_shards, part[0], n_parts)
+    log.info("features of %d images in %d shards of %d; part %d of %d: shards %d-%d, on %s (%s), batch size %d: %s",
+             n, n_shards, shard_size, part[0] + 1, n_parts, mine.start + 1, mine.stop, extractor.device,
+             extractor.dtype, config["batch_size"], ", ".join(names))
+    shards = []
     computed = 0
     started = time.perf_counter()
-    for k in range(n_shards):
+    for k in mine:
         start, stop = k * shard_size, min(n, (k + 1) * shard_size)
         ids = index.nsd_ids[start:stop]
         images, captions = _read_rows(index, start, stop)
         path = shard_dir / f"shard_{k:05d}.h5"
-        shard_paths.append((path, start, stop))
         expected = _shard_fingerprint(base, ids, images, captions)
+        shards.append({"file": path.name, "start": start, "stop": stop, "fingerprint": expected})
         if _shard_complete(path, expected, ids, names):
             log.info("shard %d/%d (images %d-%d): complete, skipped", k + 1, n_shards, start, stop - 1)
             continue
@@ -577,55 +569,27 @@ def extract_features(model, stimuli_path: str | os.PathLike, out_paths: Mapping[
         total = time.perf_counter() - started
         log.info("computed %d images in %.1f s (%.2f images/s)", computed, total, computed / total)
 
-    _assemble(shard_paths, index, specs, out_paths, {
-        "model": model_name,
-        "features_config": json.dumps(config, sort_keys=True),
-        "stimuli": str(stimuli_path),
-        "device": str(extractor.device),
-        "dtype": str(extractor.dtype).replace("torch.", ""),
-        "brainldm_version": __version__,
-        **scheduler_provenance(pipe),
-    })
+    write_part_manifest(manifest_path, part=part, shard_dir=shard_dir, nsd_ids=index.nsd_ids, names=names,
+                        shards=shards, common={
+                            "model": model_name,
+                            "features_config": json.dumps(config_without_runtime(config), sort_keys=True),
+                            "stimuli": os.path.basename(os.fspath(stimuli_path)),
+                            "device": str(extractor.device),
+                            "dtype": str(extractor.dtype).replace("torch.", ""),
+                            "brainldm_version": __version__,
+                            **scheduler_provenance(pipe),
+                        })
 
 
-def _assemble(shard_paths, index: StimuliIndex, specs: Sequence[FeatureSpec], out_paths: Mapping,
-              common: Mapping) -> None:
-    """Write one file per feature from the shards (streamed, never all in memory)."""
-    n = len(index)
-    with contextlib.ExitStack() as stack:
-        outputs, meta = {}, None
-        for path, start, stop in shard_paths:
-            with h5py.File(path, "r") as shard:
-                shard_meta = json.loads(shard.attrs["meta"])
-                if meta is None:
-                    meta = shard_meta
-                elif shard_meta != meta:
-                    raise RuntimeError(f"{path}: steps/timesteps {shard_meta} differ from the first shard's {meta}")
-                for spec in specs:
-                    source = shard["features"][spec.name]
-                    dim = source.shape[1]
-                    if spec.name not in outputs:
-                        tmp = stack.enter_context(atomic_path(out_paths[spec.name]))
-                        h5 = stack.enter_context(h5py.File(tmp, "w"))
-                        h5.create_dataset("features", shape=(n, dim), dtype=np.float32,
-                                          chunks=_merged_chunks(n, dim))
-                        h5.create_dataset("nsd_ids", data=index.nsd_ids)
-                        attrs = {"shape": np.asarray(source.attrs["shape"], dtype=np.int64), "feature": spec.name,
-                                 "kind": spec.kind, **common,
-                                 "nsd_ids": "0-based 73k ids, sorted, one row of features each"}
-                        for key, value in (meta.get(spec.name) or {}).items():
-                            if value is not None:
-                                attrs[key] = value
-                        h5.attrs.update(attrs)
-                        outputs[spec.name] = h5
-                    target = outputs[spec.name]["features"]
-                    if dim != target.shape[1]:
-                        raise RuntimeError(f"{path}: feature {spec.name} has {dim} values per image, "
-                                           f"expected {target.shape[1]}")
-                    # pieces aligned to chunk rows (a chunk is written once), at most 256 MB or one chunk row each
-                    rows = target.chunks[0]
-                    step = rows * max(1, (1 << 26) // dim // rows)
-                    edges = [start, *range((start // step + 1) * step, stop, step), stop]
-                    for a, b in zip(edges, edges[1:]):
-                        target[a:b] = source[a - start:b - start]
-    log.info("wrote %d feature files of %d images", len(specs), n)
+def features_to_files(model, stimuli_path: str | os.PathLike, out_paths: Mapping[str, str | os.PathLike],
+                      features_config: Mapping | None, shard_dir: str | os.PathLike,
+                      model_loading: Mapping | None = None) -> None:
+    """Every feature of every image in one process: :func:`extract_features` of one part, then the gather.
+
+    ``out_paths``: feature name -> output HDF5, exactly the configured names (see
+    :func:`brainldm.ldm.gather.gather_features` for the files' content).
+    """
+    check_out_paths(out_paths, feature_names(features_config))
+    manifest = Path(shard_dir) / "part0_of_1.json"
+    extract_features(model, stimuli_path, manifest, features_config, shard_dir, model_loading)
+    gather_features([manifest], stimuli_path, out_paths, features_config)

@@ -1,0 +1,550 @@
+"""Benchmark: every CPU stage of the pipeline at the paper's sizes, and a projection of the whole paper.
+
+For one subject at NSD's sizes (subj01: 24,980 training and 2,770 test trials, 8,859 training and
+982 test images, 37 sessions of 750 trials, an 81 x 104 x 83 grid with a ~300,000-voxel brain;
+SD 1.4 at 320 px: z 6,400, c 77 x 768 = 59,136, ``up_blocks.2`` 640 x 40 x 40 = 1,024,000 values per
+image), inputs are made on the fly (random values: only cost is measured) and the pipeline's own
+functions run, each stage in its own process:
+
+========================  =====================================================  ======================
+stage                     function                                               run at
+========================  =====================================================  ======================
+``roi_extraction``        :func:`brainldm.nsd.betas.extract_roi_betas`           2 and 4 of 37 sessions
+                          (early, ventral, brain in one pass; NSD's chunking)    (linear in sessions)
+``pca_z``, ``pca_c``      :func:`brainldm.reduce.reduce_feature` (6,400 comp.)   full size
+``pca_unet``              the same                                               2 fractions of d
+``decode_z``              :func:`brainldm.decoding.decode`, early -> z           full size
+``decode_c``              the same, ventral -> c                                 a fraction of targets
+``encode_feature``        :func:`brainldm.encoding.encode_feature`, brain        a fraction of voxels
+``encode_banded``         :func:`brainldm.encoding.encode_banded`, z + zc        a fraction of voxels
+========================  =====================================================  ======================
+
+Per stage: wall and CPU time, peak RSS (``ru_maxrss`` of the child), bytes read and written
+(``rchar`` / ``wchar`` of ``/proc/<pid>/io``: every read and write call, page cache or not) and the
+disk of its outputs. A stage run on a fraction is extrapolated by its measured scaling: for the
+ridge stages from the times of its own target batches (the job's log: setup = time before the
+first batch minus one batch), for sessions and feature dimensions from two runs (a line through
+two points). Each stage's numbers are kept in ``bench/results/paper_rehearsal/<stage>.json``; a
+rerun measures only the stages without one (``--redo`` to measure again). The report
+``bench/results/paper_rehearsal.md`` adds the projection of the whole paper (4 subjects, the
+default features of ``config.paper.yaml``) on this CPU, and its disk footprint.
+
+    .venv/bin/python bench/paper_rehearsal.py [--stages pca_z decode_z ...] [--workdir DIR] [--redo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from machine import describe  # noqa: E402
+
+RESULTS = REPO / "bench" / "results" / "paper_rehearsal"
+REPORT = REPO / "bench" / "results" / "paper_rehearsal.md"
+
+# The paper's sizes for one subject (subj01, sessions 1-37) and SD 1.4 at 320 px.
+VOLUME = (81, 104, 83)
+TRIALS_PER_SESSION = 750
+SESSIONS = 37
+TRAIN_TRIALS, TEST_TRIALS = 24_980, 2_770
+TRAIN_IMAGES, TEST_IMAGES = 8_859, 982
+SUBJECTS = 4
+ALL_IMAGES = SUBJECTS * TRAIN_IMAGES + TEST_IMAGES  # the features hold every image of the four subjects
+# Voxels of the decoders' ROIs: assumed sizes of NSD's streams labels (early V1-V3, ventral) at 1.8 mm
+# for subj01, of the order the original code's ROIs have; the brain ROI is the grid's ellipsoid.
+EARLY_VOXELS, VENTRAL_VOXELS = 6_000, 8_000
+Z_DIM, C_DIM, PCA_COMPONENTS = 4 * 40 * 40, 77 * 768, 6_400
+# SD 1.4's U-Net (block_out_channels 320, 640, 1280, 1280) on a 40 x 40 latent: each block's output.
+UNET_DIMS = {"down_blocks.1": 640 * 10 * 10, "down_blocks.2": 1280 * 5 * 5, "mid_block": 1280 * 5 * 5,
+             "up_blocks.1": 1280 * 20 * 20, "up_blocks.2": 640 * 40 * 40}
+UNET_STAGES = 3  # denoising stages per block (t 0.2, 0.66, 1)
+ZC_FEATURES, BANDED_MODELS = 9, 5  # 3 noise levels x 3 stages; joint z + zc models per subject
+ALPHAS = np.logspace(0, 7, 15).tolist()  # the configuration's grid (15 values)
+TARGETS_BATCH, VOXELS_BATCH = 2048, 4096
+
+
+
+
+def use_smoke_sizes() -> None:
+    """Sizes of a minute-long check of this script's code paths (``--smoke``; results kept apart)."""
+    global VOLUME, SESSIONS, TRIALS_PER_SESSION, TRAIN_IMAGES, TEST_IMAGES, ALL_IMAGES, EARLY_VOXELS
+    global VENTRAL_VOXELS, Z_DIM, C_DIM, PCA_COMPONENTS, UNET_DIMS, TARGETS_BATCH, VOXELS_BATCH, RESULTS, REPORT
+    VOLUME, SESSIONS, TRIALS_PER_SESSION = (20, 24, 20), 5, 60
+    TRAIN_IMAGES, TEST_IMAGES = 200, 30
+    ALL_IMAGES = SUBJECTS * TRAIN_IMAGES + TEST_IMAGES
+    EARLY_VOXELS, VENTRAL_VOXELS, Z_DIM, C_DIM, PCA_COMPONENTS = 300, 400, 256, 1024, 64
+    UNET_DIMS = {name: dim // 250 for name, dim in UNET_DIMS.items()}
+    TARGETS_BATCH, VOXELS_BATCH = 64, 256
+    RESULTS = REPO / "bench" / "results" / "paper_rehearsal_smoke"
+    REPORT = RESULTS / "report.md"
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def brain_mask() -> np.ndarray:
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in VOLUME], indexing="ij"))
+    return ((grid**2).sum(0) < 0.9).ravel()
+
+
+def trial_table(n_sessions: int):
+    """NSD-like trials: 10% test trials cycling over the 982 test images, the rest training images."""
+    import pandas as pd
+
+    n = n_sessions * TRIALS_PER_SESSION
+    test = np.arange(n) % 10 == 0
+    nsd_id = np.where(test, np.cumsum(test) % TEST_IMAGES, TEST_IMAGES + np.arange(n) % TRAIN_IMAGES)
+    return pd.DataFrame({"session": np.repeat(np.arange(1, n_sessions + 1), TRIALS_PER_SESSION),
+                         "trial_in_session": np.tile(np.arange(TRIALS_PER_SESSION), n_sessions),
+                         "nsd_id": nsd_id, "split": np.where(test, "test", "train")})
+
+
+def make_sessions(folder: Path, n_sessions: int) -> None:
+    """int16 betas as NSD ships them: (trials, Z, Y, X), one uncompressed chunk per voxel."""
+    import h5py
+
+    rng = np.random.default_rng(0)
+    inside = brain_mask().reshape(VOLUME).T
+    for session in range(1, n_sessions + 1):
+        path = folder / f"betas_session{session:02d}.hdf5"
+        if path.exists():
+            continue
+        with h5py.File(path.with_suffix(".part"), "w") as h5:
+            data = h5.create_dataset("betas", shape=(TRIALS_PER_SESSION,) + VOLUME[::-1], dtype=np.int16,
+                                     chunks=(TRIALS_PER_SESSION, 1, 1, 1))
+            for z in range(VOLUME[2]):
+                plane = np.zeros((TRIALS_PER_SESSION,) + inside.shape[1:], np.int16)
+                plane[:, inside[z]] = rng.integers(-900, 900, (TRIALS_PER_SESSION, inside[z].sum()), np.int16)
+                data[:, z] = plane
+        path.with_suffix(".part").rename(path)
+
+
+def roi_indices() -> dict[str, np.ndarray]:
+    brain = np.flatnonzero(brain_mask())
+    rng = np.random.default_rng(1)
+    early, ventral = np.split(np.sort(rng.choice(brain, EARLY_VOXELS + VENTRAL_VOXELS, replace=False)),
+                              [EARLY_VOXELS])
+    return {"early": early, "ventral": ventral, "brain": brain}
+
+
+def write_roi_betas(path: Path, n_voxels: int, seed: int) -> None:
+    """An ingestion ROI-betas file of the paper's trial counts (train per trial, test per image)."""
+    import h5py
+
+    trials = trial_table(SESSIONS)
+    train_ids = trials.loc[trials["split"] == "train", "nsd_id"].to_numpy()
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as h5:
+        train = h5.create_dataset("train/betas", (len(train_ids), n_voxels), np.float32,
+                                  chunks=(min(len(train_ids), 256), min(n_voxels, 4096)))
+        for start in range(0, len(train_ids), 2048):
+            stop = min(start + 2048, len(train_ids))
+            train[start:stop] = rng.standard_normal((stop - start, n_voxels), np.float32)
+        h5["train/nsd_ids"] = train_ids
+        h5["test/betas"] = rng.standard_normal((TEST_IMAGES, n_voxels), np.float32)
+        h5["test/nsd_ids"] = np.arange(TEST_IMAGES)
+        h5["voxel_index"] = np.flatnonzero(brain_mask())[:n_voxels]
+        h5["affine"] = np.eye(4)
+        h5.attrs["volume_shape"] = VOLUME
+        h5.attrs["roi"] = "brain"
+
+
+def write_features(path: Path, dim: int, seed: int) -> None:
+    """A merged feature file: every image of the subject (sorted 73k ids), float32, a decaying spectrum."""
+    import h5py
+
+    from brainldm.ldm.gather import _merged_chunks
+
+    n = TRAIN_IMAGES + TEST_IMAGES
+    rng = np.random.default_rng(seed)
+    scale = (1 + np.arange(dim, dtype=np.float32)) ** -0.5
+    with h5py.File(path, "w") as h5:
+        data = h5.create_dataset("features", (n, dim), np.float32, chunks=_merged_chunks(n, dim))
+        for start in range(0, n, 256):
+            stop = min(start + 256, n)
+            data[start:stop] = rng.standard_normal((stop - start, dim), np.float32) * scale
+        h5["nsd_ids"] = np.arange(n)
+        h5.attrs["shape"] = (dim,)
+
+
+def write_pca_features(path: Path, seed: int) -> None:
+    """A PCA feature file as reduce_features writes it (6,400 components)."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as h5:
+        h5["train"] = rng.standard_normal((TRAIN_IMAGES, PCA_COMPONENTS), np.float32)
+        h5["train_nsd_ids"] = np.arange(TEST_IMAGES, TEST_IMAGES + TRAIN_IMAGES)
+        h5["test"] = rng.standard_normal((TEST_IMAGES, PCA_COMPONENTS), np.float32)
+        h5["test_nsd_ids"] = np.arange(TEST_IMAGES)
+
+
+def write_reference(path: Path) -> None:
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(np.zeros(VOLUME, np.int16), np.eye(4)), path)
+
+
+# --------------------------------------------------------------------------- stages (run in the child)
+
+
+def run_roi_extraction(work: Path, sessions: int) -> list[Path]:
+    from brainldm.nsd.betas import extract_roi_betas
+
+    make_sessions(work, sessions)  # not measured: the parent made them before (kept between runs)
+    trials = trial_table(sessions)
+    files = {s: str(work / f"betas_session{s:02d}.hdf5") for s in range(1, sessions + 1)}
+    out = {name: str(work / f"out_{name}.h5") for name in ("early", "ventral", "brain")}
+    extract_roi_betas(trials, files, roi_indices(), VOLUME, np.eye(4), out)
+    return [Path(p) for p in out.values()]
+
+
+def write_trials_tsv(path: Path) -> None:
+    trial_table(SESSIONS).to_csv(path, sep="\t", index=False)
+
+
+def run_pca(work: Path, feature: str, dim: int) -> list[Path]:
+    from brainldm.reduce import reduce_feature
+
+    out = work / f"pca_{feature}_{dim}.h5"
+    reduce_feature(work / f"features_{feature}_{dim}.h5", work / "trials.tsv", out, PCA_COMPONENTS)
+    return [out]
+
+
+def run_decode(work: Path, target: str, n_targets: int) -> list[Path]:
+    from brainldm.decoding import decode
+
+    roi = "early" if target == "z" else "ventral"
+    out = work / f"decoded_{target}.h5"
+    settings = {"alphas": ALPHAS, "cv": 5, "backend": "numpy", "n_targets_batch": TARGETS_BATCH}
+    decode(work / f"betas_{roi}.h5", work / f"features_{target}_{n_targets}.h5", out, settings, "subj01", roi, target)
+    return [out]
+
+
+def encoding_settings() -> dict:
+    return {"alphas": ALPHAS, "cv": 5, "backend": "numpy", "n_targets_batch": VOXELS_BATCH}
+
+
+def run_encode_feature(work: Path, n_voxels: int) -> list[Path]:
+    from brainldm.encoding import FEATURE_MAPS, encode_feature
+
+    maps = {m: str(work / f"encode_{m}.nii.gz") for m in FEATURE_MAPS}
+    encode_feature(work / f"betas_brain_{n_voxels}.h5", work / "pca_z.h5", work / "reference.nii.gz",
+                   work / "encode.h5", maps, encoding_settings(), feature="z")
+    return [work / "encode.h5", *map(Path, maps.values())]
+
+
+def run_encode_banded(work: Path, n_voxels: int) -> list[Path]:
+    from brainldm.encoding import banded_map_names, encode_banded
+
+    maps = {m: str(work / f"banded_{m}.nii.gz") for m in banded_map_names(("z", "zc"))}
+    encode_banded(work / f"betas_brain_{n_voxels}.h5", {"z": work / "pca_z.h5", "zc": work / "pca_zc.h5"},
+                  work / "reference.nii.gz", work / "banded.h5", maps, encoding_settings())
+    return [work / "banded.h5", *map(Path, maps.values())]
+
+
+CHILD_RUNS = {
+    "roi_extraction": lambda work, size: run_roi_extraction(work, size),
+    "pca_z": lambda work, size: run_pca(work, "z", size),
+    "pca_c": lambda work, size: run_pca(work, "c", size),
+    "pca_unet": lambda work, size: run_pca(work, "unet", size),
+    "decode_z": lambda work, size: run_decode(work, "z", size),
+    "decode_c": lambda work, size: run_decode(work, "c", size),
+    "encode_feature": lambda work, size: run_encode_feature(work, size),
+    "encode_banded": lambda work, size: run_encode_banded(work, size),
+}
+
+
+def child(stage: str, work: Path, size: int, report: Path) -> None:
+    """Run one stage under a log handler that timestamps each target batch; write what was measured."""
+    import logging
+
+    batches = []
+
+    class Batches(logging.Handler):
+        def emit(self, record):
+            found = re.search(r"(?:voxels|targets) (\d+)-(\d+) of (\d+)", record.getMessage())
+            if found:
+                batches.append((time.perf_counter(), *map(int, found.groups())))
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger().addHandler(Batches())
+    start = time.perf_counter()
+    outputs = CHILD_RUNS[stage](work, size)
+    wall = time.perf_counter() - start
+    io = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    report.write_text(json.dumps({
+        "wall_s": wall, "batch_times_s": [t - start for t, *_ in batches],
+        "batch_bounds": [b[1:] for b in batches],
+        "rchar": int(io["rchar"]), "wchar": int(io["wchar"]),
+        "output_bytes": sum(p.stat().st_size for p in outputs if p.exists()),
+    }))
+
+
+# --------------------------------------------------------------------------- measuring (the parent)
+
+
+def measure(stage: str, work: Path, size: int) -> dict:
+    """One child run of ``stage`` at ``size``: wall, CPU, peak RSS, I/O, output disk."""
+    report = work / f"report_{stage}_{size}.json"
+    command = [sys.executable, __file__, "--child", stage, str(work), str(size), str(report)]
+    if RESULTS.name.endswith("_smoke"):
+        command.append("--smoke")
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=dict(os.environ, OMP_NUM_THREADS=str(os.cpu_count())))
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"stage {stage} at size {size} failed (exit {os.waitstatus_to_exitcode(status)})")
+    out = json.loads(report.read_text())
+    out.update(size=size, process_wall_s=wall, cpu_s=usage.ru_utime + usage.ru_stime,
+               peak_rss_mb=usage.ru_maxrss / 1024)
+    print(f"{stage} size {size}: {out['wall_s']:.1f} s wall, {out['cpu_s']:.1f} s CPU, "
+          f"{out['peak_rss_mb']:.0f} MB peak", flush=True)
+    return out
+
+
+def through_two(points: list[dict], key: str, at: float) -> float:
+    """The value of ``key`` at size ``at`` on the line through two measured points."""
+    (x0, y0), (x1, y1) = [(p["size"], p[key]) for p in points]
+    value = y0 + (y1 - y0) * (at - x0) / (x1 - x0)
+    # beyond both points a cost does not fall below the larger one measured (noise in short runs)
+    return max(value, y0, y1) if at > max(x0, x1) else value
+
+
+def by_batches(run: dict, total: int) -> dict:
+    """Setup and per-target cost from one run's batch times; the full job's time for ``total`` targets."""
+    times, bounds = run["batch_times_s"], run["batch_bounds"]
+    if len(times) < 2:
+        raise RuntimeError("need at least two target batches to extrapolate")
+    per_target = (times[-1] - times[0]) / (bounds[-1][1] - bounds[0][1])
+    setup = times[0] - per_target * (bounds[0][1] - bounds[0][0])
+    tail = run["wall_s"] - times[-1]  # statistics and maps after the last batch (grows with targets)
+    measured = bounds[-1][1]
+    scale = total / measured
+    return {"setup_s": setup, "per_target_s": per_target, "wall_s": setup + per_target * total + tail * scale,
+            "cpu_s": run["cpu_s"] * (setup + per_target * total + tail * scale) / run["wall_s"],
+            "measured_targets": measured, "total_targets": total}
+
+
+def stage_roi_extraction(work: Path, args) -> dict:
+    runs = []
+    for sessions in args.sessions:
+        make_sessions(work, sessions)
+        runs.append(measure("roi_extraction", work, sessions))
+    full = {key: through_two(runs, key, SESSIONS) for key in ("wall_s", "cpu_s", "rchar", "wchar", "output_bytes")}
+    # test sums of the 982 test images are held for every ROI voxel; fewer sessions saw fewer of them
+    seen = min(TEST_IMAGES, args.sessions[-1] * TRIALS_PER_SESSION // 10)
+    extra = (TEST_IMAGES - seen) * sum(len(v) for v in roi_indices().values()) * 4 / 2**20
+    full["peak_rss_mb"] = runs[-1]["peak_rss_mb"] + extra
+    return {"runs": runs, "full": full, "fraction": f"{args.sessions} of {SESSIONS} sessions",
+            "scaling": "linear in sessions through the two runs; peak RSS + the test sums of unseen test images"}
+
+
+def stage_pca(work: Path, feature: str, dims: list[int], full_dim: int) -> dict:
+    write_trials_tsv(work / "trials.tsv")
+    runs = []
+    for dim in dims:
+        path = work / f"features_{feature}_{dim}.h5"
+        if not path.exists():
+            write_features(path, dim, seed=dim)
+        runs.append(measure(f"pca_{feature}", work, dim))
+        path.unlink()
+    if len(runs) == 1:
+        return {"runs": runs, "full": {k: runs[0][k] for k in ("wall_s", "cpu_s", "peak_rss_mb", "rchar", "wchar",
+                                                                "output_bytes")}, "fraction": "full size"}
+    full = {key: through_two(runs, key, full_dim) for key in ("wall_s", "cpu_s", "rchar", "wchar", "output_bytes",
+                                                             "peak_rss_mb")}
+    return {"runs": runs, "full": full, "fraction": f"d = {dims} of {full_dim}",
+            "scaling": "linear in d through the two runs (time, I/O and peak RSS)"}
+
+
+def stage_decode(work: Path, target: str, n_targets: int, full_targets: int) -> dict:
+    roi, voxels = ("early", EARLY_VOXELS) if target == "z" else ("ventral", VENTRAL_VOXELS)
+    betas = work / f"betas_{roi}.h5"
+    if not betas.exists():
+        write_roi_betas(betas, voxels, seed=voxels)
+    features = work / f"features_{target}_{n_targets}.h5"
+    if not features.exists():
+        write_features(features, n_targets, seed=7)
+    run = measure(f"decode_{target}", work, n_targets)
+    features.unlink()
+    full = by_batches(run, full_targets)
+    full.update(peak_rss_mb=run["peak_rss_mb"] + TEST_IMAGES * (full_targets - n_targets) * 4 * 3 / 2**20,
+                rchar=run["rchar"] * full_targets / n_targets, wchar=run["wchar"] * full_targets / n_targets,
+                output_bytes=run["output_bytes"] * full_targets / n_targets)
+    return {"runs": [run], "full": full, "fraction": f"{n_targets} of {full_targets} targets",
+            "scaling": "setup and per-target time from the job's target batches; RSS + predictions of the rest"}
+
+
+def stage_encode(work: Path, which: str, n_voxels: int, full_voxels: int) -> dict:
+    write_reference(work / "reference.nii.gz")
+    for name in ("z", "zc"):
+        if not (work / f"pca_{name}.h5").exists():
+            write_pca_features(work / f"pca_{name}.h5", seed=len(name))
+    betas = work / f"betas_brain_{n_voxels}.h5"
+    if not betas.exists():
+        write_roi_betas(betas, n_voxels, seed=3)
+    run = measure(which, work, n_voxels)
+    full = by_batches(run, full_voxels)
+    full.update(peak_rss_mb=run["peak_rss_mb"], rchar=run["rchar"] * full_voxels / n_voxels,
+                wchar=run["wchar"] * full_voxels / n_voxels, output_bytes=run["output_bytes"])
+    return {"runs": [run], "full": full, "fraction": f"{n_voxels} of {full_voxels} voxels",
+            "scaling": "setup and per-voxel time from the job's voxel batches; peak RSS is per batch (flat)"}
+
+
+def stages(args) -> dict:
+    brain = int(brain_mask().sum())
+    return {
+        "roi_extraction": lambda work: stage_roi_extraction(work, args),
+        "pca_z": lambda work: stage_pca(work, "z", [Z_DIM], Z_DIM),
+        "pca_c": lambda work: stage_pca(work, "c", [C_DIM], C_DIM),
+        "pca_unet": lambda work: stage_pca(work, "unet", args.unet_dims, UNET_DIMS["up_blocks.2"]),
+        "decode_z": lambda work: stage_decode(work, "z", Z_DIM, Z_DIM),
+        "decode_c": lambda work: stage_decode(work, "c", args.c_targets, C_DIM),
+        "encode_feature": lambda work: stage_encode(work, "encode_feature", args.voxels, brain),
+        "encode_banded": lambda work: stage_encode(work, "encode_banded", args.banded_voxels, brain),
+    }
+
+
+# --------------------------------------------------------------------------- projection and report
+
+
+def pca_cost(results: dict, dim: int) -> dict:
+    """A PCA job's cost at ``dim``: z's below the number of images, else the line through c and up_blocks.2."""
+    if dim <= Z_DIM:
+        return results["pca_z"]["full"]
+    low, high = results["pca_c"]["full"], results["pca_unet"]["full"]
+    points = [dict(size=C_DIM, **low), dict(size=UNET_DIMS["up_blocks.2"], **high)]
+    return {key: through_two(points, key, dim) for key in ("wall_s", "cpu_s", "peak_rss_mb")}
+
+
+def projection(results: dict) -> tuple[list[tuple], dict]:
+    """Jobs of the whole paper (4 subjects, default features) and their CPU time; the disk footprint."""
+    unet = [dim for dim in UNET_DIMS.values() for _ in range(UNET_STAGES)]
+    pca_dims = [Z_DIM, C_DIM] + [Z_DIM] * ZC_FEATURES + unet
+    rows = [("roi_extraction", SUBJECTS, results["roi_extraction"]["full"])]
+    pca_jobs = [pca_cost(results, dim) for dim in pca_dims]
+    rows.append(("reduce (26 features)", SUBJECTS, {
+        "wall_s": sum(j["wall_s"] for j in pca_jobs), "cpu_s": sum(j["cpu_s"] for j in pca_jobs),
+        "peak_rss_mb": max(j["peak_rss_mb"] for j in pca_jobs)}))
+    rows += [("decode_z", SUBJECTS, results["decode_z"]["full"]), ("decode_c", SUBJECTS, results["decode_c"]["full"])]
+    rows.append(("encode_feature", SUBJECTS * len(pca_dims), results["encode_feature"]["full"]))
+    rows.append(("encode_banded", SUBJECTS * BANDED_MODELS, results["encode_banded"]["full"]))
+    brain = int(brain_mask().sum())
+    gb = 1e9
+    features = ALL_IMAGES * (Z_DIM + C_DIM + ZC_FEATURES * Z_DIM + sum(unet)) * 4 / gb
+    betas = SUBJECTS * (TRAIN_TRIALS + TEST_IMAGES) * (brain + EARLY_VOXELS + VENTRAL_VOXELS) * 4 / gb
+    pca = SUBJECTS * len(pca_dims) * (TRAIN_IMAGES + TEST_IMAGES) * PCA_COMPONENTS * 4 / gb
+    disk = {"features float32 (results/features)": features,
+            "ROI betas float32 (4 subjects, early + ventral + brain)": betas,
+            "PCA features (4 subjects x 26)": pca,
+            "(with features.keep_shards: true, the shards: a second copy of the features)": features}
+    return rows, disk
+
+
+def report(results: dict, machine: dict) -> str:
+    lines = ["# Paper-scale rehearsal (one subject at NSD's sizes, the pipeline's own functions)", "",
+             f"Machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}; "
+             f"GPU: {machine.get('gpu') or 'none'}. Each stage in its own process; inputs random (cost only).",
+             "Sizes: 24,980 training / 2,770 test trials, 8,859 / 982 images, "
+             f"{int(brain_mask().sum()):,} brain voxels on 81 x 104 x 83, early {EARLY_VOXELS:,} and ventral "
+             f"{VENTRAL_VOXELS:,} voxels (assumed ROI sizes), z {Z_DIM:,}, c {C_DIM:,}, "
+             f"up_blocks.2 {UNET_DIMS['up_blocks.2']:,} dims, 6,400 PCA components, 15 alphas, 5 folds.", "",
+             "| stage | run at | wall (s) | CPU (s) | peak RSS (MB) | read (GB) | written (GB) | outputs (GB) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for stage, result in results.items():
+        for run in result["runs"]:
+            lines.append(f"| {stage} | size {run['size']:,} | {run['wall_s']:.1f} | {run['cpu_s']:.1f} | "
+                         f"{run['peak_rss_mb']:.0f} | {run['rchar'] / 1e9:.2f} | {run['wchar'] / 1e9:.2f} | "
+                         f"{run['output_bytes'] / 1e9:.3f} |")
+        full = result["full"]
+        lines.append(f"| **{stage}, paper size** | {result['fraction']} -> extrapolated | **{full['wall_s']:.0f}** | "
+                     f"{full['cpu_s']:.0f} | **{full['peak_rss_mb']:.0f}** | {full['rchar'] / 1e9:.1f} | "
+                     f"{full['wchar'] / 1e9:.1f} | {full['output_bytes'] / 1e9:.2f} |")
+    lines += ["", "Scaling used: " + "; ".join(f"{s}: {r['scaling']}" for s, r in results.items() if "scaling" in r)]
+    needed = {"roi_extraction", "pca_z", "pca_c", "pca_unet", "decode_z", "decode_c", "encode_feature",
+              "encode_banded"}
+    if needed <= set(results):
+        rows, disk = projection(results)
+        lines += ["", "## The whole paper on this CPU (4 subjects, the default 26 features, 5 joint models each)", "",
+                  "| stage | jobs | wall per job (h) | CPU-hours | peak RSS per job (GB) |", "|---|---|---|---|---|"]
+        total = 0.0
+        for stage, jobs, cost in rows:
+            total += jobs * cost["cpu_s"] / 3600
+            lines.append(f"| {stage} | {jobs} | {cost['wall_s'] / 3600:.2f} | {jobs * cost['cpu_s'] / 3600:.1f} | "
+                         f"{cost['peak_rss_mb'] / 1024:.1f} |")
+        lines += [f"| **CPU stages** | | | **{total:.0f}** | |", "",
+                  "GPU stages (features, reconstruction, evaluation) are not projected: no device measurement yet.",
+                  "", "Disk of the intermediate files (GB):", ""]
+        lines += [f"- {what}: {size:,.0f}" for what, size in disk.items()]
+        lines.append(f"- total by default (shards removed after the gather): "
+                     f"{sum(v for k, v in disk.items() if not k.startswith('(')):,.0f}")
+    else:
+        lines += ["", f"Not measured yet: {', '.join(sorted(needed - set(results)))} (no projection without them)."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stages", nargs="+", default=None, help="stages to measure (default: all)")
+    parser.add_argument("--workdir", default=None, help="folder for the inputs (default: a temporary one)")
+    parser.add_argument("--redo", action="store_true", help="measure stages that have results again")
+    parser.add_argument("--sessions", type=int, nargs=2, default=[2, 4])
+    parser.add_argument("--unet-dims", type=int, nargs=2, default=[65_536, 131_072],
+                        help="two fractions of up_blocks.2's dimensions (the line through them reaches 1,024,000)")
+    parser.add_argument("--c-targets", type=int, default=3 * TARGETS_BATCH)
+    parser.add_argument("--voxels", type=int, default=3 * VOXELS_BATCH)
+    parser.add_argument("--banded-voxels", type=int, default=2 * VOXELS_BATCH)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: check the code paths in a minute")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.smoke:
+        use_smoke_sizes()
+        args.unet_dims = [UNET_DIMS["up_blocks.2"] // 4, UNET_DIMS["up_blocks.2"] // 2]
+        args.c_targets, args.voxels, args.banded_voxels = 3 * TARGETS_BATCH, 3 * VOXELS_BATCH, 2 * VOXELS_BATCH
+    if args.child:
+        stage, work, size, out = args.child
+        child(stage, Path(work), int(size), Path(out))
+        return
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="paper_rehearsal_"))
+    work.mkdir(parents=True, exist_ok=True)
+    machine = describe()
+    try:
+        for stage, run in stages(args).items():
+            path = RESULTS / f"{stage}.json"
+            if (args.stages and stage not in args.stages) or (path.exists() and not args.redo):
+                continue
+            result = run(work)
+            result["machine"] = machine
+            result["date"] = time.strftime("%Y-%m-%d")
+            path.write_text(json.dumps(result, indent=1))
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    results = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
+    order = list(stages(args))
+    results = {s: results[s] for s in order if s in results}
+    REPORT.write_text(report(results, machine))
+    print(REPORT.read_text())
+
+
+if __name__ == "__main__":
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    main()
