@@ -292,3 +292,99 @@ def test_unet_labels_are_parsed_from_feature_names(planted, encoded, tmp_path):
     table = list(csv.DictReader(open(tmp_path / "b.tsv"), delimiter="\t"))
     assert [row["name"] for row in table[1:]] == ["down_blocks.1", "mid_block"]
     assert int(table[1]["n_voxels"]) == 0  # the second block has higher r everywhere
+
+
+# --------------------------------------------------------------------------- the ridge engine over voxel batches
+
+N_BATCH = 37  # voxels per batch: 170 voxels are 5 batches, the last one partial
+
+
+@pytest.fixture(scope="module")
+def many_batches(tmp_path_factory):
+    """A design as :func:`load_design` makes it (centred, one common scale: a decaying PCA spectrum) and
+    170 voxels, betas in HDF5: planted voxels of different noise levels (so their alphas differ), noise voxels."""
+    from brainldm.ridge import Standardizer
+
+    rng = np.random.default_rng(3)
+    n_train, n_test, k, n_vox = 240, 50, 24, 170
+    x = rng.normal(size=(n_train + n_test, k)) * np.geomspace(5, 0.1, k) + rng.normal(size=k) * 2
+    scaler = Standardizer.fit_common_scale(x[:n_train])
+    x_train, x_test = scaler.transform(x[:n_train]), scaler.transform(x[n_train:])
+    signal = np.vstack([x_train, x_test]) @ rng.normal(size=(k, n_vox))
+    signal[:, 150:] = 0  # noise voxels
+    noise_sd = signal[:n_train].std(0).clip(1) * np.geomspace(0.1, 5, n_vox)[rng.permutation(n_vox)]
+    y = signal + rng.normal(size=signal.shape) * noise_sd + rng.normal(size=n_vox) * 10
+    path = tmp_path_factory.mktemp("batches") / "betas.h5"
+    with h5py.File(path, "w") as h5:
+        h5["train"], h5["test"] = y[:n_train].astype(np.float32), y[n_train:].astype(np.float32)
+    return {"x_train": x_train, "x_test": x_test, "betas": path}
+
+
+def himalaya_per_batch(x_train, y_train, x_test, alphas, cv, batch):
+    """Reference: the old encoding, one himalaya RidgeCV per voxel batch on X as given (it re-decomposes X
+    for every batch). Test predictions, best alphas and CV scores of all voxels."""
+    from himalaya.backend import set_backend
+    from himalaya.ridge import RidgeCV
+
+    backend = set_backend("numpy")
+    out = []
+    for start in range(0, y_train.shape[1], batch):
+        model = RidgeCV(alphas=np.asarray(alphas), cv=cv, fit_intercept=True,
+                        solver_params={"local_alpha": True, "warn": False})
+        model.fit(x_train, y_train[:, start:start + batch])
+        out.append((backend.to_numpy(model.predict(x_test)), backend.to_numpy(model.best_alphas_),
+                    backend.to_numpy(model.cv_scores_).reshape(-1)))
+    return tuple(np.concatenate(parts, axis=-1) for parts in zip(*out))
+
+
+def test_engine_over_voxel_batches_gives_himalaya_ridgecv_per_batch(many_batches):
+    from brainldm.encoding import ridge_encoding
+    from brainldm.stats import pearson_r, r2_score
+
+    x_train, x_test = many_batches["x_train"], many_batches["x_test"]
+    settings = dict(SETTINGS, n_targets_batch=N_BATCH, backend="numpy")
+    with h5py.File(many_batches["betas"], "r") as h5:
+        result = ridge_encoding(x_train, h5["train"], x_test, h5["test"], settings)
+        y_train, y_test = h5["train"][()], h5["test"][()]
+    prediction, best, cv_score = himalaya_per_batch(x_train, y_train, x_test, SETTINGS["alphas"], 5, N_BATCH)
+    assert len(np.unique(best)) > 3  # the voxels do need different alphas
+    np.testing.assert_allclose(result.best_alpha, best, rtol=1e-5)
+    np.testing.assert_allclose(result.cv_score, cv_score, rtol=1e-4)
+    np.testing.assert_allclose(result.stats.r, pearson_r(prediction, y_test), atol=1e-4)
+    np.testing.assert_allclose(result.r2, r2_score(prediction, y_test), atol=1e-4)
+    assert np.median(result.stats.r[:150]) > 0.5 and result.stats.significant[:150].mean() > 0.8
+    assert result.backend == "numpy"
+
+
+@pytest.mark.parametrize("cv", [5, 3])
+def test_folds_are_diagonalised_once_per_job_whatever_the_batches(many_batches, monkeypatch, cv):
+    from brainldm import ridge
+    from brainldm.encoding import ridge_encoding
+
+    calls = []
+    eigh = ridge._eigh
+
+    def counted(*args, **kwargs):
+        calls.append(args[1].shape)
+        return eigh(*args, **kwargs)
+
+    monkeypatch.setattr(ridge, "_eigh", counted)
+    with h5py.File(many_batches["betas"], "r") as h5:
+        counts = {}
+        for batch in (N_BATCH, 1000):  # 5 batches, 1 batch
+            calls.clear()
+            ridge_encoding(many_batches["x_train"], h5["train"], many_batches["x_test"], h5["test"],
+                           dict(SETTINGS, n_targets_batch=batch, cv=cv, backend="numpy"))
+            counts[batch] = len(calls)
+    assert counts == {N_BATCH: cv + 1, 1000: cv + 1}  # each fold's training rows, and all rows
+
+
+def test_non_finite_betas_are_named_by_their_batch(many_batches):
+    from brainldm.encoding import ridge_encoding
+
+    with h5py.File(many_batches["betas"], "r") as h5:
+        y_train, y_test = h5["train"][()], h5["test"][()]
+    y_train[7, 80] = np.nan
+    with pytest.raises(ValueError, match=r"train betas \(voxels 74-111\): 1 NaN or infinite values \(rows \[7\]\)"):
+        ridge_encoding(many_batches["x_train"], y_train, many_batches["x_test"], y_test,
+                       dict(SETTINGS, n_targets_batch=N_BATCH, backend="numpy"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brainldm.ridge import RowsOf, Standardizer, fit_predict, fold_bounds, resolve_backend
+from brainldm.ridge import RidgeCVEngine, RowsOf, Standardizer, fit_predict, fold_bounds, resolve_backend
 from brainldm.stats import columnwise_correlation
 
 ALPHAS = np.logspace(-2, 5, 15)
@@ -146,3 +146,34 @@ def test_bad_input_is_named(problem, mutate, message):
 def test_auto_backend_without_cuda():
     assert resolve_backend("auto") in {"numpy", "torch_cuda"}
     assert resolve_backend("torch") == "torch"
+
+
+def test_engine_keeps_the_callers_scales_when_not_standardising(rng):
+    """standardize=False: himalaya RidgeCV on X as given (uncentred, columns of very different scales),
+    batch by batch against one decomposition; the caller's X is not modified."""
+    from himalaya.backend import set_backend
+    from himalaya.ridge import RidgeCV
+
+    n_train, n_test, n_features, n_targets = 180, 30, 25, 12
+    x = rng.normal(size=(n_train + n_test, n_features)) * np.geomspace(8, 0.05, n_features) + 4
+    y = x @ rng.normal(size=(n_features, n_targets)) + rng.normal(size=(len(x), n_targets)) * rng.uniform(1, 40, n_targets)
+    x_train, x_test = x[:n_train].astype(np.float32), x[n_train:].astype(np.float32)
+    y_train = y[:n_train].astype(np.float32)
+    x_copy = x_train.copy()
+    engine = RidgeCVEngine(x_train, x_test, ALPHAS, cv=5, backend="numpy", standardize=False)
+    fits = [engine.fit(y_train[:, start:start + 5]) for start in range(0, n_targets, 5)]
+    backend = set_backend("numpy")
+    model = RidgeCV(alphas=ALPHAS, cv=5, fit_intercept=True, solver_params={"local_alpha": True, "warn": False})
+    model.fit(x_train, y_train)
+    predictions = backend.to_numpy(model.predict(x_test))
+    assert len(np.unique(backend.to_numpy(model.best_alphas_))) > 2
+    np.testing.assert_allclose(np.concatenate([f.best_alphas for f in fits]), model.best_alphas_, rtol=1e-5)
+    np.testing.assert_allclose(np.concatenate([f.cv_scores for f in fits]), model.cv_scores_.reshape(-1), rtol=1e-4)
+    np.testing.assert_allclose(np.hstack([f.predictions for f in fits]), predictions, rtol=1e-4,
+                               atol=1e-4 * np.abs(predictions).max())
+    np.testing.assert_array_equal(x_train, x_copy)
+    # z-scoring would whiten the columns: a different model on this X
+    standardised = RidgeCVEngine(x_train, x_test, ALPHAS, cv=5, backend="numpy").fit(y_train)
+    assert not np.allclose(standardised.predictions, predictions, rtol=1e-3)
+    with pytest.raises(ValueError, match=r"Y train: shape \(179, 12\), expected \(180, n_targets\)"):
+        engine.fit(y_train[1:])

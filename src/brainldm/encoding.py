@@ -3,7 +3,9 @@
 * :func:`encode_feature` -- one L2 ridge per (subject, feature): X is the PCA row of
   each training trial's image (centred on the training trials and divided by one
   common scale, keeping the PCA spectrum), Y the betas;
-  an alpha per voxel by K-fold CV (himalaya ``RidgeCV``); Pearson r on the test
+  an alpha per voxel by K-fold CV (himalaya ``RidgeCV``'s results, computed by
+  :class:`brainldm.ridge.RidgeCVEngine`: X's folds are diagonalised once per job,
+  not once per voxel batch); Pearson r on the test
   images, its one-sided p, Benjamini-Hochberg q and significance; maps as NIfTI.
 * :func:`encode_banded` -- the combined z + zc model (himalaya banded ridge, random
   search over the band weights, seeded), its split scores and the unique variance
@@ -14,7 +16,10 @@
   label, as TSV.
 
 Voxels are fitted in batches of ``n_targets_batch``: only one batch of betas and of
-predictions is in memory at a time, beside the per-voxel vectors (r, R^2, alpha...).
+predictions is in memory at a time, beside the per-voxel vectors (r, R^2, alpha...) and
+the folds' decompositions (independent of the number of voxels). ``n_alphas_batch`` is
+a knob of himalaya's solver and is used only by the banded joint model
+(``BandedRidgeCV``): the ridge engine solves one alpha at a time anyway.
 Every workflow-facing function takes input paths, output paths and a settings dict
 (``config["encoding"]``; see :data:`ENCODING_DEFAULTS`).
 """
@@ -36,7 +41,7 @@ import numpy as np
 from .config import complete_settings, section_defaults
 from .io import atomic_path
 from .nsd.layout import STREAMS_LABELS
-from .ridge import Standardizer, check_finite, resolve_backend
+from .ridge import RidgeCVEngine, Standardizer, check_finite, resolve_backend
 from .stats import VoxelStats, pearson_r, r2_score, voxel_stats
 from .volume import save_map
 
@@ -232,17 +237,9 @@ def _read_columns(data, start: int, stop: int, label: str) -> np.ndarray:
     return block
 
 
-def _ridge_cv(backend, xt, y, xs, alphas, cv, n_alphas_batch=None):
-    """Fit himalaya RidgeCV on one voxel batch; return (test predictions, best alphas, cv scores) as numpy."""
-    from himalaya.ridge import RidgeCV
-
-    model = RidgeCV(alphas=np.asarray(alphas), cv=cv, fit_intercept=True,
-                    solver_params={"local_alpha": True, "n_alphas_batch": n_alphas_batch, "warn": False})
-    model.fit(xt, y)
-    prediction = np.asarray(backend.to_numpy(model.predict(xs)), dtype=np.float32)
-    best = np.asarray(backend.to_numpy(model.best_alphas_), dtype=np.float64)
-    scores = np.asarray(backend.to_numpy(model.cv_scores_), dtype=np.float64).reshape(-1)
-    return prediction, best, scores
+def _engine(x_train, x_test, s: Mapping, backend: str) -> RidgeCVEngine:
+    """The folds of one design diagonalised once for all voxel batches; X as the caller scaled it."""
+    return RidgeCVEngine(x_train, x_test, s["alphas"], cv=s["cv"], backend=backend, standardize=False)
 
 
 def _defined(prediction: np.ndarray, measured: np.ndarray) -> np.ndarray:
@@ -265,6 +262,12 @@ class EncodingResult:
 def ridge_encoding(x_train, y_train, x_test, y_test, settings: Mapping | None = None) -> EncodingResult:
     """Voxel-wise ridge (alpha per voxel by CV) fitted batch by batch; statistics on the test set.
 
+    The results are himalaya ``RidgeCV(alphas, cv, fit_intercept=True,
+    solver_params={"local_alpha": True})``'s on X as given, fitted batch by batch, but
+    X's folds are diagonalised once (:class:`brainldm.ridge.RidgeCVEngine`, before any
+    betas are read) and each batch only costs matrix products against them. Each
+    batch's test predictions are scored (Pearson r, R^2) and dropped.
+
     Parameters
     ----------
     x_train, x_test : numpy.ndarray
@@ -273,10 +276,9 @@ def ridge_encoding(x_train, y_train, x_test, y_test, settings: Mapping | None = 
         ``(n_train, n_voxels)``, ``(n_test, n_voxels)``: arrays or HDF5 datasets, read one
         batch of columns at a time.
     settings : mapping
-        ``alphas``, ``cv``, ``backend``, ``n_targets_batch``, ``fdr_q`` (see :data:`ENCODING_DEFAULTS`).
+        ``alphas``, ``cv``, ``backend``, ``n_targets_batch``, ``fdr_q`` (see :data:`ENCODING_DEFAULTS`;
+        ``n_alphas_batch`` is accepted and unused here).
     """
-    from himalaya.backend import set_backend
-
     s = encoding_settings(settings)
     if len(x_train) != y_train.shape[0]:
         raise EncodingInputError(f"X has {len(x_train)} training rows but the betas have {y_train.shape[0]}")
@@ -285,8 +287,8 @@ def ridge_encoding(x_train, y_train, x_test, y_test, settings: Mapping | None = 
     n_vox = y_train.shape[1]
     if n_vox == 0:
         raise EncodingInputError("the voxel mask selects no voxel")
-    name = resolve_backend(s["backend"])
-    backend = set_backend(name, on_error="raise")
+    engine = _engine(x_train, x_test, s, s["backend"])
+    name = engine.backend_name
     r = np.zeros(n_vox)
     r2 = np.zeros(n_vox)
     defined = np.zeros(n_vox, bool)
@@ -294,9 +296,10 @@ def ridge_encoding(x_train, y_train, x_test, y_test, settings: Mapping | None = 
     cv_score = np.zeros(n_vox)
     for start, stop in _batches(n_vox, s["n_targets_batch"]):
         y = _read_columns(y_train, start, stop, "train betas")
-        prediction, best[start:stop], cv_score[start:stop] = _ridge_cv(backend, x_train, y, x_test, s["alphas"], s["cv"],
-                                                                    s["n_alphas_batch"])
+        fit = engine.fit(y, f"train betas (voxels {start}-{stop})")
         del y
+        prediction, best[start:stop], cv_score[start:stop] = fit.predictions, fit.best_alphas, fit.cv_scores
+        del fit
         measured = _read_columns(y_test, start, stop, "test betas")
         r[start:stop] = pearson_r(prediction, measured)
         r2[start:stop] = r2_score(prediction, measured)
@@ -304,9 +307,7 @@ def ridge_encoding(x_train, y_train, x_test, y_test, settings: Mapping | None = 
         del prediction, measured
         log.info("ridge (%s): voxels %d-%d of %d", name, start, stop, n_vox)
     stats = voxel_stats(r, len(x_test), s["fdr_q"], defined)
-    alphas = np.asarray(s["alphas"])
-    edge = np.isclose(best, alphas.min()) | np.isclose(best, alphas.max())
-    return EncodingResult(stats, r2, best, cv_score, edge, name)
+    return EncodingResult(stats, r2, best, cv_score, engine.at_edge(best), name)
 
 
 @dataclass
@@ -346,12 +347,15 @@ def banded_encoding(xs_train: Sequence, y_train, xs_test: Sequence, y_test, band
     deterministic log grid of ratios replaces random Dirichlet samples): the band weight
     and the alpha are chosen per voxel by K-fold CV. Y is
     centred with the training means (``predict(split=True)`` needs ``fit_intercept=False``)
-    and the means are added back to the joint prediction.
+    and the means are added back to the joint prediction. ``n_alphas_batch`` bounds the
+    memory of its solver (alphas solved at once).
 
     Unique variance -- the choice. The unique variance of band A is
     ``R^2(A + B) - R^2(B alone)`` (variance partitioning, Lescroart et al. 2015; de Heer et
     al. 2017), on the test images, where "B alone" is B's own RidgeCV model fitted on the
-    same voxel batch and ``R^2`` is the coefficient of determination. It is the variance
+    same voxel batch (himalaya ``RidgeCV``'s results, from one
+    :class:`brainldm.ridge.RidgeCVEngine` per band: each band's folds are diagonalised
+    once for all batches) and ``R^2`` is the coefficient of determination. It is the variance
     that only A explains. himalaya's split scores (``r2_score_split`` of
     ``predict(split=True)``, the product measure) are written too, as ``split_r2``: they
     sum to the joint R^2 but they *share out* the variance both bands explain in
@@ -405,6 +409,7 @@ def banded_encoding(xs_train: Sequence, y_train, xs_test: Sequence, y_test, band
         "alphas": np.asarray(s["banded_alphas"]), "local_alpha": True, "progress_bar": False,
         "warn": False, "n_targets_batch": None, "n_alphas_batch": s["n_alphas_batch"],
     }
+    engines = [] if alone is not None else [_engine(xs_train[b], xs_test[b], s, name) for b in range(2)]
     for start, stop in _batches(n_vox, s["n_targets_batch"]):
         y = _read_columns(y_train, start, stop, "train betas")
         measured = _read_columns(y_test, start, stop, "test betas")
@@ -423,9 +428,8 @@ def banded_encoding(xs_train: Sequence, y_train, xs_test: Sequence, y_test, band
         parts -= parts.mean(axis=1, keepdims=True)
         split[:, start:stop] = backend.to_numpy(r2_score_split(centred, parts))
         del model, parts, joint
-        for b in range(2 if alone is None else 0):
-            prediction, _, _ = _ridge_cv(backend, xs_train[b], y, xs_test[b], s["alphas"], s["cv"],
-                                            s["n_alphas_batch"])
+        for b, engine in enumerate(engines):
+            prediction = engine.fit(y, f"train betas (voxels {start}-{stop})").predictions
             r2_alone[b, start:stop] = r2_score(prediction, measured)
             r_alone[b, start:stop] = pearson_r(prediction, measured)
             del prediction

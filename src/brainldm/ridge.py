@@ -1,8 +1,10 @@
 """Ridge regression with an alpha per target chosen by cross-validation (himalaya's RidgeCV results).
 
 Shared by decoding (voxels -> latent dimensions) and encoding (features -> voxels).
-:func:`fit_predict` reproduces himalaya's ``RidgeCV`` (K-fold CV, an alpha per target,
-intercept) but diagonalises each fold once for all target batches; it runs on a
+:class:`RidgeCVEngine` reproduces himalaya's ``RidgeCV`` (K-fold CV, an alpha per target,
+intercept) but diagonalises each fold once, then fits any number of target batches
+against those decompositions, returning each batch's test predictions;
+:func:`fit_predict` (decoding) is a thin wrapper that gathers them. Both run on a
 himalaya backend: ``auto`` means ``torch_cuda`` when CUDA is present, ``numpy`` otherwise.
 """
 
@@ -264,6 +266,127 @@ def _fit_batch(backend, x, y, y_mean, folds: list[_Eig], full: _Eig, bounds, alp
     return predictions, alphas[best], cv_scores
 
 
+def _check_alphas(alphas) -> np.ndarray:
+    """The grid as a float64 vector; a ValueError if it is empty or holds a non-positive or non-finite value."""
+    alphas = np.asarray(alphas, dtype=np.float64).reshape(-1)
+    if alphas.size == 0:
+        raise ValueError("the alpha grid is empty")
+    if not np.all(np.isfinite(alphas)) or np.any(alphas <= 0):
+        bad = alphas[~(alphas > 0) | ~np.isfinite(alphas)]
+        raise ValueError(f"alphas must be positive and finite, found {bad.tolist()}")
+    return alphas
+
+
+@dataclass
+class BatchFit:
+    """Test predictions and per-target hyperparameters of one batch of targets (:meth:`RidgeCVEngine.fit`)."""
+
+    predictions: np.ndarray  # (n_test, batch) float32, intercept included
+    best_alphas: np.ndarray  # (batch,) float64, values of the grid
+    cv_scores: np.ndarray  # (batch,) best cross-validated score (negative MSE, mean over folds)
+
+
+class RidgeCVEngine:
+    """X's cross-validation folds diagonalised once, then fitted to any number of target batches.
+
+    Construction prepares X (optionally z-scored with the training rows' statistics,
+    always centred on them), and eigendecomposes the Gram matrix of every fold's
+    training rows and of all training rows (``cv + 1`` decompositions, float64, from
+    block Gram matrices: no copy of X per fold). Each :meth:`fit` then solves one batch
+    of targets against those decompositions with matrix products only, and returns
+    that batch's test predictions, best alphas and CV scores; nothing grows with the
+    number of batches, so a caller can consume and drop each batch's predictions
+    (encoding: 2,770 test rows x 300,000 voxels would not fit as one array).
+
+    The results of every batch are those of himalaya's ``RidgeCV(alphas, cv=cv,
+    fit_intercept=True, solver_params={"local_alpha": True})`` fitted on the prepared X
+    and that batch alone (unshuffled KFold, an intercept, CV score himalaya's default:
+    minus the mean squared error of each validation fold, averaged over folds; ties go
+    to the larger alpha). ``tests/test_ridge.py`` and ``tests/test_encoding.py`` compare
+    them.
+
+    Memory beyond the inputs: the prepared training X, ``cv + 1`` float32 matrices of
+    features x features and the rotated validation and test rows (independent of the
+    number of targets), float64 features x features work arrays while diagonalising,
+    and per batch a few float32 arrays of features x batch and validation rows x batch.
+
+    Parameters
+    ----------
+    x_train, x_test : numpy.ndarray
+        ``(n_train, n_features)``, ``(n_test, n_features)``; not modified.
+    alphas : sequence of float
+        The grid (positive, finite).
+    cv : int
+        Number of folds (unshuffled KFold, so folds are blocks of consecutive rows).
+    backend : str
+        See :func:`resolve_backend`; any himalaya backend (``numpy``, ``torch``,
+        ``torch_cuda``, ...): the computation runs on it.
+    standardize : bool
+        z-score X's columns with the training rows' statistics first (the decoders,
+        whose X is voxels). False keeps X's column scales: for X already centred and
+        scaled by the caller, such as the encoding models' PCA features, whose common
+        scale keeps the PCA spectrum (z-scoring would whiten it and change the fits).
+        Either way X is centred on the training rows, as himalaya does with
+        ``fit_intercept=True`` (for already centred X that shifts it by rounding only).
+
+    Raises
+    ------
+    ValueError
+        An empty or non-positive alpha grid, X without columns, train and test of
+        different widths, a bad fold count, NaN or infinite X.
+    """
+
+    def __init__(self, x_train: np.ndarray, x_test: np.ndarray, alphas, cv: int = 5, backend: str = "auto",
+                 standardize: bool = True):
+        from himalaya.backend import set_backend
+
+        self.alphas = _check_alphas(alphas)
+        if x_train.shape[1] == 0:
+            raise ValueError("X has no columns (an ROI with no voxels?)")
+        if x_test.shape[1] != x_train.shape[1]:
+            raise ValueError(f"X test has {x_test.shape[1]} columns, X train {x_train.shape[1]}")
+        if isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
+            raise ValueError(f"cv must be an integer number of folds >= 2, got {cv!r}")
+        if cv > len(x_train):
+            raise ValueError(f"{cv}-fold CV needs at least {cv} training rows, X has {len(x_train)}")
+        for label, array in (("X train", x_train), ("X test", x_test)):
+            check_finite(label, array)
+        self.backend_name = resolve_backend(backend)
+        self.backend = set_backend(self.backend_name, on_error="raise")
+        if standardize:
+            scaler = Standardizer.fit(x_train)
+            xt, xs = scaler.transform(x_train), scaler.transform(x_test)
+        else:  # copies: the caller's arrays are centred below
+            xt, xs = np.array(x_train, dtype=np.float32), np.array(x_test, dtype=np.float32)
+        offset = xt.mean(axis=0, dtype=np.float64).astype(np.float32)  # ~0 when standardised; himalaya centres too
+        xt -= offset
+        xs -= offset
+        self.n_train, self.n_test = len(xt), len(xs)
+        self.bounds = fold_bounds(self.n_train, int(cv))
+        self._x = self.backend.asarray(xt)
+        self._folds, self._full = _diagonalise(self.backend, self._x, self.backend.asarray(xs), self.bounds)
+
+    def fit(self, y, name: str = "Y train") -> BatchFit:
+        """Fit one batch of targets ``y`` ``(n_train, batch)``; its test predictions and hyperparameters.
+
+        ``y`` is read as float32 and never modified; NaN or infinite values raise a
+        ValueError naming ``name``.
+        """
+        y = np.asarray(y, dtype=np.float32)  # a view of an in-memory float32 array: not copied
+        if y.ndim != 2 or len(y) != self.n_train:
+            raise ValueError(f"{name}: shape {y.shape}, expected ({self.n_train}, n_targets)")
+        check_finite(name, y)
+        y_mean = y.mean(axis=0, dtype=np.float64).astype(np.float32)
+        predictions, best, scores = _fit_batch(self.backend, self._x, y, y_mean, self._folds, self._full,
+                                               self.bounds, self.alphas)
+        predictions += y_mean
+        return BatchFit(predictions, best, scores)
+
+    def at_edge(self, best_alphas: np.ndarray) -> np.ndarray:
+        """True where a chosen alpha is the smallest or largest of the grid."""
+        return np.isclose(best_alphas, self.alphas.min()) | np.isclose(best_alphas, self.alphas.max())
+
+
 def fit_predict(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -275,18 +398,13 @@ def fit_predict(
 ) -> RidgeFit:
     """Ridge with an alpha per target chosen by K-fold CV, fitted on train, predicting test.
 
-    The results are those of himalaya's ``RidgeCV(alphas, cv=cv, fit_intercept=True,
-    solver_params={"local_alpha": True})`` on X standardised with the training rows'
-    statistics (an intercept is fitted: the targets are latents or betas that need not
-    be zero-mean in every fold; CV score: himalaya's default, minus the mean squared
-    error of each validation fold, averaged over folds). The computation is organised
-    for many targets: the training rows of every fold, and all rows, are diagonalised
-    once (eigendecomposition of their Gram matrix, in float64), then targets are read
-    and fitted ``n_targets_batch`` at a time against those decompositions. Memory beyond
-    the inputs: the standardised X, ``cv + 1`` float32 matrices of voxels x voxels and the
-    rotated validation and test rows (independent of the number of targets), float64
-    voxels x voxels work arrays while diagonalising, and a few float32 arrays of voxels x
-    batch and validation rows x batch.
+    The decoders' entry point: :class:`RidgeCVEngine` on X standardised with the
+    training rows' statistics (an intercept is fitted: the targets are latents that
+    need not be zero-mean in every fold), targets read and fitted ``n_targets_batch`` at
+    a time against the folds' decompositions, computed once; the test predictions of
+    all targets are gathered into one array. Results: those of himalaya's
+    ``RidgeCV(alphas, cv=cv, fit_intercept=True, solver_params={"local_alpha": True})``
+    on the standardised X.
 
     Parameters
     ----------
@@ -300,42 +418,14 @@ def fit_predict(
     cv : int
         Number of folds (unshuffled KFold, so folds are blocks of consecutive trials).
     backend : str
-        See :func:`resolve_backend`; any himalaya backend (``numpy``, ``torch``,
-        ``torch_cuda``, ...): the computation runs on it.
+        See :func:`resolve_backend`.
     n_targets_batch : int, optional
         Targets per batch (all at once when None).
     """
-    from himalaya.backend import set_backend
-
-    alphas = np.asarray(alphas, dtype=np.float64).reshape(-1)
-    if alphas.size == 0:
-        raise ValueError("the alpha grid is empty")
-    if not np.all(np.isfinite(alphas)) or np.any(alphas <= 0):
-        bad = alphas[~(alphas > 0) | ~np.isfinite(alphas)]
-        raise ValueError(f"alphas must be positive and finite, found {bad.tolist()}")
+    _check_alphas(alphas)
     if len(x_train) != len(y_train):
         raise ValueError(f"X has {len(x_train)} training rows but Y has {len(y_train)}: they must match")
-    if x_train.shape[1] == 0:
-        raise ValueError("X has no columns (an ROI with no voxels?)")
-    if x_test.shape[1] != x_train.shape[1]:
-        raise ValueError(f"X test has {x_test.shape[1]} columns, X train {x_train.shape[1]}")
-    if isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
-        raise ValueError(f"cv must be an integer number of folds >= 2, got {cv!r}")
-    if cv > len(x_train):
-        raise ValueError(f"{cv}-fold CV needs at least {cv} training rows, X has {len(x_train)}")
-    for label, array in (("X train", x_train), ("X test", x_test)):
-        check_finite(label, array)
-    name = resolve_backend(backend)
-    backend_module = set_backend(name, on_error="raise")
-    scaler = Standardizer.fit(x_train)
-    xt, xs = scaler.transform(x_train), scaler.transform(x_test)
-    offset = xt.mean(axis=0, dtype=np.float64).astype(np.float32)  # ~0 after standardising; himalaya centres too
-    xt -= offset
-    xs -= offset
-    bounds = fold_bounds(len(xt), int(cv))
-    x = backend_module.asarray(xt)
-    folds, full = _diagonalise(backend_module, x, backend_module.asarray(xs), bounds)
-    del xs
+    engine = RidgeCVEngine(x_train, x_test, alphas, cv=cv, backend=backend, standardize=True)
     n_targets = y_train.shape[1]
     batch = n_targets if not n_targets_batch else int(n_targets_batch)
     predictions = np.empty((len(x_test), n_targets), dtype=np.float32)
@@ -343,15 +433,9 @@ def fit_predict(
     cv_scores = np.empty(n_targets)
     for start in range(0, n_targets, batch):
         stop = min(start + batch, n_targets)
-        y = np.asarray(y_train[:, start:stop], dtype=np.float32)  # a view of an in-memory array: never modified
-        check_finite(f"Y train (targets {start}-{stop})", y)
-        y_mean = y.mean(axis=0, dtype=np.float64).astype(np.float32)
-        pred, best_alphas[start:stop], cv_scores[start:stop] = _fit_batch(
-            backend_module, x, y, y_mean, folds, full, bounds, alphas)
-        del y
-        pred += y_mean
-        predictions[:, start:stop] = pred
-        del pred
-        log.info("ridge (%s): targets %d-%d of %d", name, start, stop, n_targets)
-    edge = np.isclose(best_alphas, alphas.min()) | np.isclose(best_alphas, alphas.max())
-    return RidgeFit(predictions, best_alphas, cv_scores, edge)
+        fit = engine.fit(y_train[:, start:stop], f"Y train (targets {start}-{stop})")
+        predictions[:, start:stop] = fit.predictions
+        best_alphas[start:stop], cv_scores[start:stop] = fit.best_alphas, fit.cv_scores
+        del fit
+        log.info("ridge (%s): targets %d-%d of %d", engine.backend_name, start, stop, n_targets)
+    return RidgeFit(predictions, best_alphas, cv_scores, engine.at_edge(best_alphas))
