@@ -1,6 +1,5 @@
 # Configuration checks, paths and input functions.
 import os
-
 import sys
 
 from brainldm.config import ConfigError, validate_config, without_runtime
