@@ -16,7 +16,8 @@ stage                     function                                              
 ``decode_z``              :func:`brainldm.decoding.decode`, early -> z           full size
 ``decode_c``              the same, ventral -> c                                 a fraction of targets
 ``encode_feature``        :func:`brainldm.encoding.encode_feature`, brain        a fraction of voxels
-``encode_banded``         :func:`brainldm.encoding.encode_banded`, z + zc        a fraction of voxels
+``encode_banded``         :func:`brainldm.encoding.encode_banded`, z + zc        2 band widths, 1 of 9
+                          (each band's own model read, as the workflow does)     weights, 2,048 voxels
 ========================  =====================================================  ======================
 
 Per stage: wall and CPU time, peak RSS (``ru_maxrss`` of the child), bytes read and written
@@ -76,6 +77,8 @@ UNET_STAGES = 3  # denoising stages per block (t 0.2, 0.66, 1)
 ZC_FEATURES, BANDED_MODELS = 9, 5  # 3 noise levels x 3 stages; joint z + zc models per subject
 ALPHAS = np.logspace(0, 7, 15).tolist()  # the configuration's grid (15 values)
 TARGETS_BATCH, VOXELS_BATCH = 2048, 4096
+BANDED_WEIGHTS = 9  # the default banded_n_ratios
+BANDED_BATCH, BANDED_VOXELS = 1024, 2048  # the joint model is measured on two batches of 1,024 voxels
 
 
 
@@ -84,12 +87,14 @@ def use_smoke_sizes() -> None:
     """Sizes of a minute-long check of this script's code paths (``--smoke``; results kept apart)."""
     global VOLUME, SESSIONS, TRIALS_PER_SESSION, TRAIN_IMAGES, TEST_IMAGES, ALL_IMAGES, EARLY_VOXELS
     global VENTRAL_VOXELS, Z_DIM, C_DIM, PCA_COMPONENTS, UNET_DIMS, TARGETS_BATCH, VOXELS_BATCH, RESULTS, REPORT
+    global BANDED_BATCH, BANDED_VOXELS
     VOLUME, SESSIONS, TRIALS_PER_SESSION = (20, 24, 20), 5, 60
     TRAIN_IMAGES, TEST_IMAGES = 200, 30
     ALL_IMAGES = SUBJECTS * TRAIN_IMAGES + TEST_IMAGES
     EARLY_VOXELS, VENTRAL_VOXELS, Z_DIM, C_DIM, PCA_COMPONENTS = 300, 400, 256, 1024, 64
     UNET_DIMS = {name: dim // 250 for name, dim in UNET_DIMS.items()}
     TARGETS_BATCH, VOXELS_BATCH = 64, 256
+    BANDED_BATCH, BANDED_VOXELS = 128, 256
     RESULTS = REPO / "bench" / "results" / "paper_rehearsal_smoke"
     REPORT = RESULTS / "report.md"
 
@@ -182,16 +187,28 @@ def write_features(path: Path, dim: int, seed: int) -> None:
         h5.attrs["shape"] = (dim,)
 
 
-def write_pca_features(path: Path, seed: int) -> None:
-    """A PCA feature file as reduce_features writes it (6,400 components)."""
+def write_pca_features(path: Path, seed: int, components: int | None = None) -> None:
+    """A PCA feature file as reduce_features writes it (6,400 components unless ``components``)."""
     import h5py
 
+    components = components or PCA_COMPONENTS
     rng = np.random.default_rng(seed)
     with h5py.File(path, "w") as h5:
-        h5["train"] = rng.standard_normal((TRAIN_IMAGES, PCA_COMPONENTS), np.float32)
+        h5["train"] = rng.standard_normal((TRAIN_IMAGES, components), np.float32)
         h5["train_nsd_ids"] = np.arange(TEST_IMAGES, TEST_IMAGES + TRAIN_IMAGES)
-        h5["test"] = rng.standard_normal((TEST_IMAGES, PCA_COMPONENTS), np.float32)
+        h5["test"] = rng.standard_normal((TEST_IMAGES, components), np.float32)
         h5["test_nsd_ids"] = np.arange(TEST_IMAGES)
+
+
+def write_alone_result(path: Path, n_voxels: int) -> None:
+    """An encode_feature result as encode_banded reads it: each band's own test r and R^2 per voxel."""
+    import h5py
+
+    with h5py.File(path, "w") as h5:
+        h5["r"] = np.zeros(n_voxels)
+        h5["r2"] = np.zeros(n_voxels)
+        h5["significant"] = np.zeros(n_voxels, bool)
+        h5["voxel_index"] = np.flatnonzero(brain_mask())[:n_voxels]
 
 
 def write_reference(path: Path) -> None:
@@ -249,12 +266,17 @@ def run_encode_feature(work: Path, n_voxels: int) -> list[Path]:
     return [work / "encode.h5", *map(Path, maps.values())]
 
 
-def run_encode_banded(work: Path, n_voxels: int) -> list[Path]:
+def run_encode_banded(work: Path, width: int) -> list[Path]:
+    """The joint z + zc model as the workflow runs it (each band's own model read from its encode_feature result),
+    on bands of ``width`` PCA components each and one band weight."""
     from brainldm.encoding import banded_map_names, encode_banded
 
     maps = {m: str(work / f"banded_{m}.nii.gz") for m in banded_map_names(("z", "zc"))}
-    encode_banded(work / f"betas_brain_{n_voxels}.h5", {"z": work / "pca_z.h5", "zc": work / "pca_zc.h5"},
-                  work / "reference.nii.gz", work / "banded.h5", maps, encoding_settings())
+    features = {name: work / f"pca_{name}_{width}.h5" for name in ("z", "zc")}
+    alone = {name: work / f"alone_{name}.h5" for name in ("z", "zc")}
+    settings = dict(encoding_settings(), n_targets_batch=BANDED_BATCH, banded_n_ratios=1)
+    encode_banded(work / f"betas_brain_{BANDED_VOXELS}.h5", features, work / "reference.nii.gz", work / "banded.h5",
+                  maps, settings, alone)
     return [work / "banded.h5", *map(Path, maps.values())]
 
 
@@ -392,20 +414,67 @@ def stage_decode(work: Path, target: str, n_targets: int, full_targets: int) -> 
             "scaling": "setup and per-target time from the job's target batches; RSS + predictions of the rest"}
 
 
-def stage_encode(work: Path, which: str, n_voxels: int, full_voxels: int) -> dict:
+def stage_encode(work: Path, n_voxels: int, full_voxels: int) -> dict:
     write_reference(work / "reference.nii.gz")
-    for name in ("z", "zc"):
-        if not (work / f"pca_{name}.h5").exists():
-            write_pca_features(work / f"pca_{name}.h5", seed=len(name))
+    if not (work / "pca_z.h5").exists():
+        write_pca_features(work / "pca_z.h5", seed=1)
     betas = work / f"betas_brain_{n_voxels}.h5"
     if not betas.exists():
         write_roi_betas(betas, n_voxels, seed=3)
-    run = measure(which, work, n_voxels)
+    run = measure("encode_feature", work, n_voxels)
     full = by_batches(run, full_voxels)
     full.update(peak_rss_mb=run["peak_rss_mb"], rchar=run["rchar"] * full_voxels / n_voxels,
                 wchar=run["wchar"] * full_voxels / n_voxels, output_bytes=run["output_bytes"])
     return {"runs": [run], "full": full, "fraction": f"{n_voxels} of {full_voxels} voxels",
             "scaling": "setup and per-voxel time from the job's voxel batches; peak RSS is per batch (flat)"}
+
+
+def power_law(points: list[tuple[float, float]], at: float) -> float:
+    """``c x^e`` through two measured points, at ``at`` (the exponent is measured, not assumed)."""
+    (x0, y0), (x1, y1) = points
+    if min(y0, y1) <= 0:  # a setup lost in the noise of a short run: no exponent to measure, take it as linear
+        return float(max(y0, y1, 0.0) * at / x1)
+    exponent = np.log(y1 / y0) / np.log(x1 / x0)
+    return float(y1 * (at / x1) ** exponent)
+
+
+def stage_encode_banded(work: Path, widths: list[int], full_voxels: int) -> dict:
+    """The joint model's cost: per band weight, a setup (the folds' decompositions: grows with the width p of the
+    two bands) and a per-voxel cost (grows with p); measured at two widths on ``BANDED_VOXELS`` voxels and one
+    weight, extrapolated to 2 x 6,400 components by the power law through the two runs, times the weights."""
+    write_reference(work / "reference.nii.gz")
+    betas = work / f"betas_brain_{BANDED_VOXELS}.h5"
+    if not betas.exists():
+        write_roi_betas(betas, BANDED_VOXELS, seed=4)
+    for name in ("z", "zc"):
+        write_alone_result(work / f"alone_{name}.h5", BANDED_VOXELS)
+    runs, fits = [], []
+    for width in widths:
+        for name in ("z", "zc"):
+            write_pca_features(work / f"pca_{name}_{width}.h5", seed=len(name), components=width)
+        run = measure("encode_banded", work, width)
+        runs.append(run)
+        fits.append(by_batches(run, BANDED_VOXELS))
+    p = [2 * w for w in widths]
+    full_p = 2 * PCA_COMPONENTS
+    setup = power_law([(p[0], fits[0]["setup_s"]), (p[1], fits[1]["setup_s"])], full_p)
+    per_voxel = power_law([(p[0], fits[0]["per_target_s"]), (p[1], fits[1]["per_target_s"])], full_p)
+    tail = runs[-1]["wall_s"] - runs[-1]["batch_times_s"][-1]  # statistics and maps (grow with voxels, not p)
+    wall = BANDED_WEIGHTS * (setup + per_voxel * full_voxels) + tail * full_voxels / BANDED_VOXELS
+    cpu_per_wall = runs[-1]["cpu_s"] / runs[-1]["wall_s"]
+    # memory: one weight's decompositions (cv + 1 matrices p x p) and the scaled bands: base + c p^2
+    (m0, m1) = (r["peak_rss_mb"] for r in runs)
+    peak = m0 + (m1 - m0) * (full_p**2 - p[0] ** 2) / (p[1] ** 2 - p[0] ** 2)
+    full = {"setup_s": setup, "per_target_s": per_voxel, "wall_s": wall, "cpu_s": wall * cpu_per_wall,
+            "peak_rss_mb": peak, "rchar": runs[-1]["rchar"] * BANDED_WEIGHTS * full_voxels / BANDED_VOXELS,
+            "wchar": runs[-1]["wchar"] * full_voxels / BANDED_VOXELS, "output_bytes": runs[-1]["output_bytes"]
+            * full_voxels / BANDED_VOXELS, "measured_fits": fits}
+    return {"runs": runs, "full": full,
+            "fraction": f"bands of {widths} of {PCA_COMPONENTS} components, 1 of {BANDED_WEIGHTS} band weights, "
+                        f"{BANDED_VOXELS:,} of {full_voxels:,} voxels",
+            "scaling": f"per weight: setup and per-voxel time from the job's voxel batches at each width, to 2 x "
+                       f"{PCA_COMPONENTS:,} components by the power law through the two widths, x {BANDED_WEIGHTS} "
+                       "weights (the loop repeats the same work); peak RSS base + c p^2 through the two widths"}
 
 
 def stages(args) -> dict:
@@ -417,8 +486,8 @@ def stages(args) -> dict:
         "pca_unet": lambda work: stage_pca(work, "unet", args.unet_dims, UNET_DIMS["up_blocks.2"]),
         "decode_z": lambda work: stage_decode(work, "z", Z_DIM, Z_DIM),
         "decode_c": lambda work: stage_decode(work, "c", args.c_targets, C_DIM),
-        "encode_feature": lambda work: stage_encode(work, "encode_feature", args.voxels, brain),
-        "encode_banded": lambda work: stage_encode(work, "encode_banded", args.banded_voxels, brain),
+        "encode_feature": lambda work: stage_encode(work, args.voxels, brain),
+        "encode_banded": lambda work: stage_encode_banded(work, args.banded_widths, brain),
     }
 
 
@@ -510,14 +579,15 @@ def main() -> None:
                         help="two fractions of up_blocks.2's dimensions (the line through them reaches 1,024,000)")
     parser.add_argument("--c-targets", type=int, default=3 * TARGETS_BATCH)
     parser.add_argument("--voxels", type=int, default=3 * VOXELS_BATCH)
-    parser.add_argument("--banded-voxels", type=int, default=2 * VOXELS_BATCH)
+    parser.add_argument("--banded-widths", type=int, nargs=2, default=[800, 1600],
+                        help="two widths of each band (PCA components) for the joint model (the paper: 6,400)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: check the code paths in a minute")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.smoke:
         use_smoke_sizes()
         args.unet_dims = [UNET_DIMS["up_blocks.2"] // 4, UNET_DIMS["up_blocks.2"] // 2]
-        args.c_targets, args.voxels, args.banded_voxels = 3 * TARGETS_BATCH, 3 * VOXELS_BATCH, 2 * VOXELS_BATCH
+        args.c_targets, args.voxels, args.banded_widths = 3 * TARGETS_BATCH, 3 * VOXELS_BATCH, [8, 16]
     if args.child:
         stage, work, size, out = args.child
         child(stage, Path(work), int(size), Path(out))

@@ -150,7 +150,7 @@ def test_maps_hold_the_vectors_on_the_reference_grid(planted, encoded):
 
 
 def test_batches_do_not_change_the_results(planted, encoded):
-    small = run_feature(planted, "z", dict(SETTINGS, n_targets_batch=700, n_alphas_batch=4), planted["dir"] / "enc" / "z_small")[0]
+    small = run_feature(planted, "z", dict(SETTINGS, n_targets_batch=700), planted["dir"] / "enc" / "z_small")[0]
     np.testing.assert_allclose(read(small), read(encoded["z"][0]), atol=1e-4)
     np.testing.assert_array_equal(read(small, "best_alpha"), read(encoded["z"][0], "best_alpha"))
 
@@ -388,3 +388,66 @@ def test_non_finite_betas_are_named_by_their_batch(many_batches):
     with pytest.raises(ValueError, match=r"train betas \(voxels 74-111\): 1 NaN or infinite values \(rows \[7\]\)"):
         ridge_encoding(many_batches["x_train"], y_train, many_batches["x_test"], y_test,
                        dict(SETTINGS, n_targets_batch=N_BATCH, backend="numpy"))
+
+
+def himalaya_banded(xs_train, y_train, xs_test, weights, alphas, cv):
+    """Reference: himalaya's BandedRidgeCV over the same band weights, with an intercept; each band's part of
+    the test prediction from its refit coefficients."""
+    from himalaya.backend import set_backend
+    from himalaya.ridge import BandedRidgeCV
+
+    backend = set_backend("numpy")
+    model = BandedRidgeCV(groups="input", solver="random_search", fit_intercept=True, cv=cv, solver_params={
+        "n_iter": weights, "alphas": np.asarray(alphas), "local_alpha": True, "progress_bar": False, "warn": False})
+    model.fit([x.astype(np.float32) for x in xs_train], y_train)
+    coef = backend.to_numpy(model.coef_)
+    width = xs_train[0].shape[1]
+    means = [x.mean(0) for x in xs_train]
+    parts = np.stack([(xs_test[0] - means[0]) @ coef[:width], (xs_test[1] - means[1]) @ coef[width:]])
+    prediction = backend.to_numpy(model.predict([x.astype(np.float32) for x in xs_test]))
+    return prediction, parts, backend.to_numpy(model.best_alphas_), backend.to_numpy(model.deltas_)
+
+
+def test_banded_engine_gives_himalaya_banded_ridgecv(many_batches):
+    """One decomposition per band weight and fold for all voxel batches: himalaya's per-voxel choice of weight and
+    alpha, its joint predictions and split parts (the reference fits all voxels at once)."""
+    from himalaya.scoring import r2_score_split
+
+    from brainldm.encoding import band_weights, banded_encoding
+    from brainldm.stats import pearson_r, r2_score
+
+    x_train, x_test = many_batches["x_train"], many_batches["x_test"]
+    xs_train, xs_test = [x_train[:, :10], x_train[:, 10:]], [x_test[:, :10], x_test[:, 10:]]
+    settings = dict(SETTINGS, n_targets_batch=N_BATCH, backend="numpy", banded_n_ratios=5, banded_max_ratio=100)
+    with h5py.File(many_batches["betas"], "r") as h5:
+        result = banded_encoding(xs_train, h5["train"], xs_test, h5["test"], ["a", "b"], settings)
+        y_train, y_test = h5["train"][()], h5["test"][()]
+    prediction, parts, alphas, deltas = himalaya_banded(xs_train, y_train, xs_test, band_weights(5, 100),
+                                                        SETTINGS["alphas"], 5)
+    chosen = np.argmax(deltas - np.log(1 / alphas), axis=0)  # the band that got the larger weight
+    assert len(np.unique(alphas)) > 3 and len(np.unique(np.round(deltas[0] + np.log(alphas), 3))) > 2
+    same = np.isclose(result.deltas, deltas, rtol=1e-4, atol=1e-4).all(0)
+    assert same.mean() > 0.97, f"weight and alpha differ from himalaya's for {(~same).sum()} voxels"
+    assert len(np.unique(chosen)) == 2
+    np.testing.assert_allclose(result.best_alpha[same], alphas[same], rtol=1e-5)
+    np.testing.assert_allclose(result.stats.r[same], pearson_r(prediction, y_test)[same], atol=1e-4)
+    np.testing.assert_allclose(result.r2_joint[same], r2_score(prediction, y_test)[same], atol=1e-4)
+    parts -= parts.mean(axis=1, keepdims=True)
+    split = r2_score_split(y_test - y_test.mean(0, dtype=np.float64), parts)
+    np.testing.assert_allclose(result.split_r2[:, same], np.asarray(split)[:, same], atol=1e-4)
+    assert np.median(result.stats.r[:150]) > 0.5
+
+
+def test_banded_model_diagonalises_each_weight_once_per_job(many_batches, monkeypatch):
+    from brainldm import ridge
+    from brainldm.encoding import banded_encoding
+
+    calls = []
+    eigh = ridge._eigh
+    monkeypatch.setattr(ridge, "_eigh", lambda *args, **kwargs: calls.append(1) or eigh(*args, **kwargs))
+    x_train, x_test = many_batches["x_train"], many_batches["x_test"]
+    alone = [{"r": np.zeros(170), "r2": np.zeros(170)}] * 2
+    with h5py.File(many_batches["betas"], "r") as h5:
+        banded_encoding([x_train[:, :10], x_train[:, 10:]], h5["train"], [x_test[:, :10], x_test[:, 10:]],
+                        h5["test"], ["a", "b"], dict(SETTINGS, n_targets_batch=N_BATCH, banded_n_ratios=3), alone)
+    assert len(calls) == 3 * (5 + 1)  # per weight: each fold's training rows and all rows, for 5 voxel batches

@@ -108,7 +108,7 @@ def test_runtime_knobs_rerun_nothing(workflow_run):
     changes = ['features={"batch_size": 3, "shard_size": 5, "device": "cpu"}',
                'reconstruction={"batch_size": 1, "shard_size": 3, "device": "cpu"}',
                'decoding={"backend": "numpy", "n_targets_batch": 7}',
-               'encoding={"backend": "numpy", "n_targets_batch": 11, "n_alphas_batch": 2}',
+               'encoding={"backend": "numpy", "n_targets_batch": 11}',
                'evaluation={"batch_size": 5, "device": "cpu"}']
     result = run_snakemake(workflow_run, "-n", "--config", *changes)
     assert result.returncode == 0, result.stdout + result.stderr

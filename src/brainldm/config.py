@@ -26,7 +26,7 @@ RUNTIME_KEYS = {
     "features": ("device", "batch_size", "shard_size", "jobs", "keep_shards"),
     "reconstruction": ("device", "batch_size", "shard_size"),
     "decoding": ("backend", "n_targets_batch"),
-    "encoding": ("backend", "n_targets_batch", "n_alphas_batch"),
+    "encoding": ("backend", "n_targets_batch"),
     "evaluation": ("device", "batch_size"),
 }
 

@@ -7,9 +7,10 @@
   :class:`brainldm.ridge.RidgeCVEngine`: X's folds are diagonalised once per job,
   not once per voxel batch); Pearson r on the test
   images, its one-sided p, Benjamini-Hochberg q and significance; maps as NIfTI.
-* :func:`encode_banded` -- the combined z + zc model (himalaya banded ridge, random
-  search over the band weights, seeded), its split scores and the unique variance
-  of each band, thresholded by the joint model's FDR.
+* :func:`encode_banded` -- the combined z + zc model (himalaya's banded ridge over a
+  fixed grid of band weights, computed with the same engine: each weight's folds
+  diagonalised once per job), its split scores and the unique variance of each band,
+  thresholded by the joint model's FDR.
 * :func:`best_layer_map` -- per denoising stage, the U-Net block whose model predicts
   each significant voxel best, as a categorical NIfTI with its label table.
 * :func:`roi_summary` -- mean r and fraction of FDR-significant voxels per ``streams``
@@ -17,9 +18,7 @@
 
 Voxels are fitted in batches of ``n_targets_batch``: only one batch of betas and of
 predictions is in memory at a time, beside the per-voxel vectors (r, R^2, alpha...) and
-the folds' decompositions (independent of the number of voxels). ``n_alphas_batch`` is
-a knob of himalaya's solver and is used only by the banded joint model
-(``BandedRidgeCV``): the ridge engine solves one alpha at a time anyway.
+the folds' decompositions (independent of the number of voxels).
 Every workflow-facing function takes input paths, output paths and a settings dict
 (``config["encoding"]``; see :data:`ENCODING_DEFAULTS`).
 """
@@ -31,6 +30,7 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -105,11 +105,6 @@ def encoding_settings(settings: Mapping | None) -> dict:
         value = out[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not valid(value):
             raise ValueError(f"encoding.{key} must be a number {what}, got {value!r}")
-    if out["n_alphas_batch"] is not None:
-        value = out["n_alphas_batch"]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"encoding.n_alphas_batch must be null or an integer >= 1, got {value!r}")
-        out["n_alphas_batch"] = int(value)
     if not isinstance(out["backend"], str):
         raise ValueError(f"encoding.backend must be a string, got {out['backend']!r}")
     return out
@@ -276,8 +271,7 @@ def ridge_encoding(x_train, y_train, x_test, y_test, settings: Mapping | None = 
         ``(n_train, n_voxels)``, ``(n_test, n_voxels)``: arrays or HDF5 datasets, read one
         batch of columns at a time.
     settings : mapping
-        ``alphas``, ``cv``, ``backend``, ``n_targets_batch``, ``fdr_q`` (see :data:`ENCODING_DEFAULTS`;
-        ``n_alphas_batch`` is accepted and unused here).
+        ``alphas``, ``cv``, ``backend``, ``n_targets_batch``, ``fdr_q`` (see :data:`ENCODING_DEFAULTS`).
     """
     s = encoding_settings(settings)
     if len(x_train) != y_train.shape[0]:
@@ -342,27 +336,32 @@ def banded_encoding(xs_train: Sequence, y_train, xs_test: Sequence, y_test, band
                     settings: Mapping | None = None, alone: Sequence[Mapping] | None = None) -> BandedResult:
     """Joint banded ridge of two feature bands, their split scores and unique variances.
 
-    The joint model is himalaya's ``BandedRidgeCV`` (``solver="random_search"`` given a
-    fixed list of band weights, :func:`band_weights`: two bands have one free weight, so a
-    deterministic log grid of ratios replaces random Dirichlet samples): the band weight
-    and the alpha are chosen per voxel by K-fold CV. Y is
-    centred with the training means (``predict(split=True)`` needs ``fit_intercept=False``)
-    and the means are added back to the joint prediction. ``n_alphas_batch`` bounds the
-    memory of its solver (alphas solved at once).
+    The joint model is himalaya's ``BandedRidgeCV(groups="input", solver="random_search",
+    fit_intercept=True)`` given a fixed list of band weights (:func:`band_weights`: two
+    bands have one free weight, so a deterministic log grid of ratios replaces random
+    Dirichlet samples): per voxel, the band weights ``(w, 1 - w)`` and the alpha with the
+    best K-fold CV score (a later weight must beat the best so far by float32's epsilon,
+    as in himalaya), refitted on all training rows. It is computed without himalaya's
+    solver: for each weight, the bands scaled by ``sqrt(w)`` are one design whose folds
+    :class:`brainldm.ridge.RidgeCVEngine` diagonalises once for all voxel batches
+    (himalaya repeats an SVD of every fold, for every weight, in every voxel batch: about
+    75 batches per brain). The betas are read once per weight; memory holds one weight's
+    decompositions and one voxel batch. ``tests/test_encoding.py`` compares the results
+    with himalaya's.
 
     Unique variance -- the choice. The unique variance of band A is
     ``R^2(A + B) - R^2(B alone)`` (variance partitioning, Lescroart et al. 2015; de Heer et
     al. 2017), on the test images, where "B alone" is B's own RidgeCV model fitted on the
     same voxel batch (himalaya ``RidgeCV``'s results, from one
-    :class:`brainldm.ridge.RidgeCVEngine` per band: each band's folds are diagonalised
-    once for all batches) and ``R^2`` is the coefficient of determination. It is the variance
-    that only A explains. himalaya's split scores (``r2_score_split`` of
-    ``predict(split=True)``, the product measure) are written too, as ``split_r2``: they
-    sum to the joint R^2 but they *share out* the variance both bands explain in
-    proportion to each band's prediction, so a band that carries no unique signal but
-    correlates with the other still gets a large split score; they answer "how much of the
-    joint prediction comes from each band", not "what does each band add". The split uses
-    test-centred targets and band predictions, as ``r2_score_split`` assumes.
+    :class:`brainldm.ridge.RidgeCVEngine` per band) and ``R^2`` is the coefficient of
+    determination. It is the variance that only A explains. himalaya's split scores
+    (``r2_score_split`` of each band's part of the joint prediction, the product measure)
+    are written too, as ``split_r2``: they sum to the joint R^2 but they *share out* the
+    variance both bands explain in proportion to each band's prediction, so a band that
+    carries no unique signal but correlates with the other still gets a large split
+    score; they answer "how much of the joint prediction comes from each band", not
+    "what does each band add". The split uses test-centred targets and band
+    predictions, as ``r2_score_split`` assumes.
 
     Parameters
     ----------
@@ -378,8 +377,6 @@ def banded_encoding(xs_train: Sequence, y_train, xs_test: Sequence, y_test, band
         Per band, the test ``r2`` and ``r`` of that band's own model over all voxels (the
         :func:`encode_feature` results, fitted with the same settings); fitted here when None.
     """
-    from himalaya.backend import set_backend
-    from himalaya.ridge import BandedRidgeCV
     from himalaya.scoring import r2_score_split
 
     s = encoding_settings(settings)
@@ -400,42 +397,56 @@ def banded_encoding(xs_train: Sequence, y_train, xs_test: Sequence, y_test, band
         raise EncodingInputError("the voxel mask selects no voxel")
     n_test = len(xs_test[0])
     name = resolve_backend(s["backend"])
-    backend = set_backend(name, on_error="raise")
+    width = xs_train[0].shape[1]
+    groups = [slice(0, width), slice(width, width + xs_train[1].shape[1])]
     out = {key: np.zeros(n_vox) for key in ("r", "r2", "alpha")}
+    best_score = np.full(n_vox, -np.inf)
     defined = np.zeros(n_vox, bool)
     r2_alone, r_alone, split, deltas = (np.zeros((2, n_vox)) for _ in range(4))
-    solver_params = {
-        "n_iter": band_weights(s["banded_n_ratios"], s["banded_max_ratio"]),
-        "alphas": np.asarray(s["banded_alphas"]), "local_alpha": True, "progress_bar": False,
-        "warn": False, "n_targets_batch": None, "n_alphas_batch": s["n_alphas_batch"],
-    }
-    engines = [] if alone is not None else [_engine(xs_train[b], xs_test[b], s, name) for b in range(2)]
-    for start, stop in _batches(n_vox, s["n_targets_batch"]):
-        y = _read_columns(y_train, start, stop, "train betas")
-        measured = _read_columns(y_test, start, stop, "test betas")
-        mean = y.mean(axis=0, dtype=np.float64).astype(np.float32)
-        model = BandedRidgeCV(groups="input", solver="random_search", solver_params=solver_params,
-                              fit_intercept=False, cv=s["cv"])
-        model.fit([xs_train[0], xs_train[1]], y - mean)
-        parts = np.asarray(backend.to_numpy(model.predict([xs_test[0], xs_test[1]], split=True)), np.float32)
-        joint = parts.sum(axis=0) + mean
-        out["r"][start:stop] = pearson_r(joint, measured)
-        out["r2"][start:stop] = r2_score(joint, measured)
-        defined[start:stop] = _defined(joint, measured)
-        out["alpha"][start:stop] = backend.to_numpy(model.best_alphas_)
-        deltas[:, start:stop] = backend.to_numpy(model.deltas_)
-        centred = measured - measured.mean(axis=0)
-        parts -= parts.mean(axis=1, keepdims=True)
-        split[:, start:stop] = backend.to_numpy(r2_score_split(centred, parts))
-        del model, parts, joint
-        for b, engine in enumerate(engines):
-            prediction = engine.fit(y, f"train betas (voxels {start}-{stop})").predictions
-            r2_alone[b, start:stop] = r2_score(prediction, measured)
-            r_alone[b, start:stop] = pearson_r(prediction, measured)
-            del prediction
-        del y, measured
-        log.info("banded ridge %s (%s): voxels %d-%d of %d", bands, name, start, stop, n_vox)
-    if alone is not None:
+    epsilon = np.finfo(np.float32).eps  # himalaya's margin for a later band weight to win
+    weights = band_weights(s["banded_n_ratios"], s["banded_max_ratio"])
+    banded = {"alphas": s["banded_alphas"], "cv": s["cv"]}
+    for k, weight in enumerate(weights):
+        root = np.sqrt(weight).astype(np.float32)
+        started = time.perf_counter()
+        engine = _engine(np.hstack([xs_train[0] * root[0], xs_train[1] * root[1]]),
+                         np.hstack([xs_test[0] * root[0], xs_test[1] * root[1]]), banded, name)
+        log.info("banded ridge %s (%s): weight %d of %d (%.3g, %.3g): folds diagonalised in %.1f s", bands, name,
+                 k + 1, len(weights), *weight, time.perf_counter() - started)
+        for start, stop in _batches(n_vox, s["n_targets_batch"]):
+            y = _read_columns(y_train, start, stop, "train betas")
+            fit = engine.fit(y, f"train betas (voxels {start}-{stop})", groups=groups)
+            del y
+            better = fit.cv_scores > best_score[start:stop] + epsilon
+            if better.any():
+                index = start + np.flatnonzero(better)
+                measured = _read_columns(y_test, start, stop, "test betas")[:, better]
+                joint, parts = fit.predictions[:, better], fit.split[:, :, better]
+                best_score[index] = fit.cv_scores[better]
+                out["alpha"][index] = fit.best_alphas[better]
+                deltas[:, index] = np.log(weight[:, None] / fit.best_alphas[better][None, :])
+                out["r"][index] = pearson_r(joint, measured)
+                out["r2"][index] = r2_score(joint, measured)
+                defined[index] = _defined(joint, measured)
+                parts -= parts.mean(axis=1, keepdims=True)
+                split[:, index] = r2_score_split(measured - measured.mean(axis=0, dtype=np.float64), parts)
+                del measured, joint, parts
+            del fit
+            log.info("banded ridge %s (%s): weight %d of %d, voxels %d-%d of %d", bands, name, k + 1, len(weights),
+                     start, stop, n_vox)
+        del engine
+    if alone is None:
+        for b in range(2):
+            engine = _engine(xs_train[b], xs_test[b], s, name)
+            for start, stop in _batches(n_vox, s["n_targets_batch"]):
+                prediction = engine.fit(_read_columns(y_train, start, stop, "train betas"),
+                                        f"train betas (voxels {start}-{stop})").predictions
+                measured = _read_columns(y_test, start, stop, "test betas")
+                r2_alone[b, start:stop] = r2_score(prediction, measured)
+                r_alone[b, start:stop] = pearson_r(prediction, measured)
+                del prediction, measured
+            del engine
+    else:
         for b in range(2):
             for key, target in (("r2", r2_alone), ("r", r_alone)):
                 values = np.asarray(alone[b][key], dtype=np.float64)
@@ -446,9 +457,6 @@ def banded_encoding(xs_train: Sequence, y_train, xs_test: Sequence, y_test, band
     stats = voxel_stats(out["r"], n_test, s["fdr_q"], defined)
     unique = np.stack([out["r2"] - r2_alone[1], out["r2"] - r2_alone[0]])
     return BandedResult(bands, stats, out["r2"], r2_alone, r_alone, split, unique, out["alpha"], deltas, name)
-
-
-# --------------------------------------------------------------------------- workflow functions
 
 
 def _check_out_maps(out_maps: Mapping, names: Sequence[str], where: str) -> None:

@@ -222,7 +222,8 @@ def _fit_batch(backend, x, y, y_mean, folds: list[_Eig], full: _Eig, bounds, alp
 
     ``y``: the batch's targets as read (not copied on the numpy backend); ``y_mean``:
     their training means, subtracted one fold's rows at a time. Returns the test
-    predictions without ``y_mean``, the chosen alphas and their CV scores.
+    predictions without ``y_mean``, the chosen alphas, their CV scores and the refit's
+    coefficients in the eigenbasis of all training rows (``V' W``).
     """
     f32 = "float32"
     n = x.shape[0]
@@ -263,7 +264,7 @@ def _fit_batch(backend, x, y, y_mean, folds: list[_Eig], full: _Eig, bounds, alp
     del xy
     z /= backend.asarray(full.lam, dtype=f32)[:, None] + backend.asarray(alphas[best], dtype=f32)[None, :]
     predictions = backend.to_numpy(backend.matmul(full.rows, z))
-    return predictions, alphas[best], cv_scores
+    return predictions, alphas[best], cv_scores, z
 
 
 def _check_alphas(alphas) -> np.ndarray:
@@ -284,6 +285,7 @@ class BatchFit:
     predictions: np.ndarray  # (n_test, batch) float32, intercept included
     best_alphas: np.ndarray  # (batch,) float64, values of the grid
     cv_scores: np.ndarray  # (batch,) best cross-validated score (negative MSE, mean over folds)
+    split: np.ndarray | None = None  # (n_groups, n_test, batch) float32: each column group's part, no intercept
 
 
 class RidgeCVEngine:
@@ -363,24 +365,34 @@ class RidgeCVEngine:
         xs -= offset
         self.n_train, self.n_test = len(xt), len(xs)
         self.bounds = fold_bounds(self.n_train, int(cv))
+        self.n_features = xt.shape[1]
         self._x = self.backend.asarray(xt)
-        self._folds, self._full = _diagonalise(self.backend, self._x, self.backend.asarray(xs), self.bounds)
+        self._x_test = self.backend.asarray(xs)  # centred: the split predictions' columns
+        self._folds, self._full = _diagonalise(self.backend, self._x, self._x_test, self.bounds)
 
-    def fit(self, y, name: str = "Y train") -> BatchFit:
+    def fit(self, y, name: str = "Y train", groups: list[slice] | None = None) -> BatchFit:
         """Fit one batch of targets ``y`` ``(n_train, batch)``; its test predictions and hyperparameters.
 
         ``y`` is read as float32 and never modified; NaN or infinite values raise a
-        ValueError naming ``name``.
+        ValueError naming ``name``. ``groups``: column slices of X (feature bands); the
+        test predictions of each group's columns alone are returned too, as
+        ``split`` (without the intercept: their sum plus the targets' training means is
+        ``predictions``).
         """
         y = np.asarray(y, dtype=np.float32)  # a view of an in-memory float32 array: not copied
         if y.ndim != 2 or len(y) != self.n_train:
             raise ValueError(f"{name}: shape {y.shape}, expected ({self.n_train}, n_targets)")
         check_finite(name, y)
         y_mean = y.mean(axis=0, dtype=np.float64).astype(np.float32)
-        predictions, best, scores = _fit_batch(self.backend, self._x, y, y_mean, self._folds, self._full,
-                                               self.bounds, self.alphas)
+        predictions, best, scores, z = _fit_batch(self.backend, self._x, y, y_mean, self._folds, self._full,
+                                                  self.bounds, self.alphas)
         predictions += y_mean
-        return BatchFit(predictions, best, scores)
+        split = None
+        if groups is not None:
+            weights = self.backend.matmul(self._full.vectors, z)  # the refit's coefficients on X's columns
+            split = np.stack([self.backend.to_numpy(self.backend.matmul(self._x_test[:, group], weights[group]))
+                              for group in groups])
+        return BatchFit(predictions, best, scores, split)
 
     def at_edge(self, best_alphas: np.ndarray) -> np.ndarray:
         """True where a chosen alpha is the smallest or largest of the grid."""
