@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -280,6 +281,16 @@ def run_encode_banded(work: Path, width: int) -> list[Path]:
     return [work / "banded.h5", *map(Path, maps.values())]
 
 
+def run_baseline() -> list[Path]:
+    """A job's interpreter with the stages' modules imported, doing nothing: the base of every peak RSS."""
+    import brainldm.decoding  # noqa: F401
+    import brainldm.encoding  # noqa: F401
+    import brainldm.nsd.betas  # noqa: F401
+    import brainldm.reduce  # noqa: F401
+
+    return []
+
+
 CHILD_RUNS = {
     "roi_extraction": lambda work, size: run_roi_extraction(work, size),
     "pca_z": lambda work, size: run_pca(work, "z", size),
@@ -289,6 +300,7 @@ CHILD_RUNS = {
     "decode_c": lambda work, size: run_decode(work, "c", size),
     "encode_feature": lambda work, size: run_encode_feature(work, size),
     "encode_banded": lambda work, size: run_encode_banded(work, size),
+    "baseline": lambda work, size: run_baseline(),
 }
 
 
@@ -477,6 +489,12 @@ def stage_encode_banded(work: Path, widths: list[int], full_voxels: int) -> dict
                        "weights (the loop repeats the same work); peak RSS base + c p^2 through the two widths"}
 
 
+def stage_baseline(work: Path) -> dict:
+    run = measure("baseline", work, 0)
+    return {"runs": [run], "full": {k: run[k] for k in ("wall_s", "cpu_s", "peak_rss_mb", "rchar", "wchar",
+                                                        "output_bytes")}, "fraction": "imports only"}
+
+
 def stages(args) -> dict:
     brain = int(brain_mask().sum())
     return {
@@ -488,6 +506,7 @@ def stages(args) -> dict:
         "decode_c": lambda work: stage_decode(work, "c", args.c_targets, C_DIM),
         "encode_feature": lambda work: stage_encode(work, args.voxels, brain),
         "encode_banded": lambda work: stage_encode_banded(work, args.banded_widths, brain),
+        "baseline": lambda work: stage_baseline(work),
     }
 
 
@@ -525,6 +544,99 @@ def projection(results: dict) -> tuple[list[tuple], dict]:
             "PCA features (4 subjects x 26)": pca,
             "(with features.keep_shards: true, the shards: a second copy of the features)": features}
     return rows, disk
+
+
+# --------------------------------------------------------------------------- the coefficients of brainldm.costs
+
+COSTS = REPO / "src" / "brainldm" / "data" / "job_costs.json"
+
+
+def rehearsal_config(n_targets_batch: int, voxels_batch: int) -> dict:
+    """The configuration keys :func:`brainldm.costs.work_terms` reads, as the rehearsal ran them."""
+    ridge = {"alphas": ALPHAS, "cv": 5}
+    return {"pca": {"n_components": PCA_COMPONENTS},
+            "decoding": dict(ridge, n_targets_batch=n_targets_batch, targets={"z": "early", "c": "ventral"}),
+            "encoding": dict(ridge, n_targets_batch=voxels_batch, roi="brain", banded_n_ratios=1,
+                             banded_alphas=None)}
+
+
+def rehearsal_sizes(sessions: int = SESSIONS, dims: dict | None = None):
+    """brainldm.costs' sizes of the rehearsal's subject (``sessions`` of them) and features."""
+    from brainldm.costs import SubjectSizes, WorkflowSizes
+
+    trials = trial_table(sessions)
+    test = trials["split"] == "test"
+    rois = {name: len(index) for name, index in roi_indices().items()}
+    subject = SubjectSizes("subj01", sessions, len(trials), int((~test).sum()), int(trials.loc[test, "nsd_id"].nunique()),
+                           int(trials.loc[~test, "nsd_id"].nunique()), int(np.prod(VOLUME)), rois,
+                           frozenset(trials["nsd_id"].tolist()))
+    return WorkflowSizes({"subj01": subject}, dims)
+
+
+def costs_from(results: dict, machine: dict) -> dict:
+    """Per modelled rule: CPU seconds per unit of each work term, and peak = base + factor x bytes held.
+
+    Each coefficient is a measured cost divided by the units of its term at the measured sizes:
+    ROI extraction by the line through its two session counts; PCA by the line through its
+    four dimensions (intercept: the eigendecomposition, slope: the Gram products); the ridge
+    stages from their batch times (setup and per target, ``by_batches``) in CPU seconds.
+    """
+    from brainldm.costs import work_terms
+
+    base = results["baseline"]["runs"][0]["peak_rss_mb"]
+    config = rehearsal_config(TARGETS_BATCH, VOXELS_BATCH)
+    rules = {}
+
+    def memory_factor(peak_mb: float, terms: dict) -> float:
+        return max(0.0, (peak_mb - base) * 2**20 / terms["memory"])
+
+    runs = results["roi_extraction"]["runs"]
+    terms = [work_terms("extract_roi_betas", rehearsal_sizes(r["size"]), {"subject": "subj01"}, config) for r in runs]
+    slope = (runs[1]["cpu_s"] - runs[0]["cpu_s"]) / (terms[1]["cpu"]["read"] - terms[0]["cpu"]["read"])
+    rules["extract_roi_betas"] = {"cpu": {"read": slope}, "base_mb": base,
+                                  "memory_factor": memory_factor(runs[1]["peak_rss_mb"], terms[1])}
+
+    points = [(r["size"], r["cpu_s"], r["peak_rss_mb"]) for stage in ("pca_z", "pca_c", "pca_unet")
+              for r in results[stage]["runs"]]
+    d, cpu = np.array([p[0] for p in points], float), np.array([p[1] for p in points])
+    slope, intercept = np.polyfit(d, cpu, 1)
+    n = TRAIN_IMAGES + TEST_IMAGES
+    largest = max(points)
+    terms = work_terms("reduce_features", rehearsal_sizes(dims={"x": int(largest[0])}), {"subject": "subj01"}, config)
+    rules["reduce_features"] = {"cpu": {"gram": slope / n**2, "eig": max(intercept, 0.0) / n**3}, "base_mb": base,
+                                "memory_factor": memory_factor(max(p[2] for p in points), terms)}
+
+    def ridge(stage: str, rule: str, wildcards: dict, dims: dict, targets: int) -> dict:
+        run, full = results[stage]["runs"][-1], results[stage]["full"]
+        per_wall = run["cpu_s"] / run["wall_s"]
+        terms = work_terms(rule, rehearsal_sizes(dims=dims), {"subject": "subj01", **wildcards}, config)
+        one = targets  # the fit term's units are per target: divide the per-target cost by units / targets
+        return {"cpu": {"setup": full["setup_s"] * per_wall / terms["cpu"]["setup"],
+                        "fit": full["per_target_s"] * per_wall * one / terms["cpu"]["fit"]},
+                "memory_factor": memory_factor(run["peak_rss_mb"], terms)}
+
+    fits = [ridge("decode_z", "decode_latent", {"target": "z"}, {"z": Z_DIM, "c": C_DIM}, Z_DIM),
+            ridge("decode_c", "decode_latent", {"target": "c"}, {"z": Z_DIM, "c": C_DIM}, C_DIM)]
+    rules["decode_latent"] = {"cpu": {t: float(np.mean([f["cpu"][t] for f in fits])) for t in ("setup", "fit")},
+                              "base_mb": base, "memory_factor": max(f["memory_factor"] for f in fits)}
+    brain = int(brain_mask().sum())
+    rules["encode_feature"] = dict(ridge("encode_feature", "encode_feature", {}, {"z": Z_DIM}, brain), base_mb=base)
+    banded = results["encode_banded"]
+    width, run = banded["runs"][-1]["size"], banded["runs"][-1]
+    config_banded = rehearsal_config(TARGETS_BATCH, BANDED_BATCH)
+    sizes = rehearsal_sizes(dims={"z": Z_DIM})
+    subject = sizes.subjects["subj01"]
+    sizes = replace(sizes, subjects={"subj01": replace(subject, roi_voxels={**subject.roi_voxels,
+                                                                             "brain": BANDED_VOXELS})})
+    config_banded["pca"]["n_components"] = width
+    terms = work_terms("encode_banded", sizes, {"subject": "subj01"}, config_banded)
+    fit, per_wall = banded["full"]["measured_fits"][-1], run["cpu_s"] / run["wall_s"]
+    rules["encode_banded"] = {"cpu": {"setup": fit["setup_s"] * per_wall / terms["cpu"]["setup"],
+                                      "fit": fit["per_target_s"] * per_wall * BANDED_VOXELS / terms["cpu"]["fit"]},
+                              "base_mb": base, "memory_factor": memory_factor(run["peak_rss_mb"], terms)}
+    return {"machine": machine, "date": time.strftime("%Y-%m-%d"), "source": "bench/paper_rehearsal.py",
+            "units": "cpu: CPU seconds per unit of each term of brainldm.costs.work_terms; peak MB = base_mb + "
+                     "memory_factor x bytes held / 2^20", "rules": rules}
 
 
 def report(results: dict, machine: dict) -> str:
@@ -612,6 +724,11 @@ def main() -> None:
     order = list(stages(args))
     results = {s: results[s] for s in order if s in results}
     REPORT.write_text(report(results, machine))
+    if set(stages(args)) <= set(results):
+        costs = RESULTS / "job_costs.json" if RESULTS.name.endswith("_smoke") else COSTS
+        costs.parent.mkdir(exist_ok=True)
+        costs.write_text(json.dumps(costs_from(results, machine), indent=1) + "\n")
+        print(f"coefficients of brainldm.costs written to {costs.relative_to(REPO)}")
     print(REPORT.read_text())
 
 

@@ -1,4 +1,5 @@
 # Configuration checks, paths and input functions.
+import json
 import os
 import sys
 
@@ -345,3 +346,56 @@ def flatmap_outputs(subject):
     if config["flatmaps"]["per_map"]:
         out.append(f"results/{subject}/flatmaps/maps")
     return out
+
+
+# --------------------------------------------------------------------------- resources
+
+
+def workflow_sizes():
+    """The sizes that set the heavy jobs' costs, read from the NSD files and the model folder when they are
+    on disk (real data; the synthetic tree and model once built); None before that."""
+    from brainldm.costs import WorkflowSizes, feature_dims, subject_sizes
+    from brainldm.errors import NSDInputError
+
+    if not os.path.isfile(layout.expdesign(NSD_ROOT)):
+        return None
+    try:
+        subjects = {s: subject_sizes(NSD_ROOT, s, config["ingestion"], config["rois"]) for s in SUBJECTS}
+    except (NSDInputError, OSError, ValueError) as exc:
+        print(f"resources: the rules' default requests (sizes not readable: {exc})", file=sys.stderr)
+        return None
+    model = MODEL if os.path.isdir(MODEL) else None
+    return WorkflowSizes(subjects, feature_dims(model, config["features"]) if model else None)
+
+
+SIZES = workflow_sizes()
+
+
+def measured_resources(rule, **default):
+    """``mem_mb`` and ``runtime`` of a heavy rule from its inputs' sizes and the rehearsal's coefficients
+    (brainldm.costs), or ``default`` where these are not known. With BRAINLDM_PRICE set to a file, each
+    job's expected cost is appended to it (brainldm.price reads it from a dry run)."""
+    from brainldm.costs import job_cost, resource_request
+
+    def request(wildcards, threads):
+        cost = job_cost(rule, SIZES, dict(wildcards.items()), config)
+        out = resource_request(cost, threads, default)
+        price_file = os.environ.get("BRAINLDM_PRICE")
+        if price_file:
+            record = {
+                "rule": rule,
+                "wildcards": dict(wildcards.items()),
+                "threads": threads,
+                "request": out,
+                "cost": None if cost is None else vars(cost),
+            }
+            with open(price_file, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        return out
+
+    return {
+        "mem_mb": lambda wildcards, threads: request(wildcards, threads)["mem_mb"],
+        "runtime": lambda wildcards, threads: resource_request(
+            job_cost(rule, SIZES, dict(wildcards.items()), config), threads, default
+        )["runtime"],
+    }

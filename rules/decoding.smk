@@ -15,8 +15,7 @@ rule decode_latent:
         "../envs/cpu.yaml"
     threads: 4
     resources:
-        mem_mb=16000,
-        runtime=240,
+        **measured_resources("decode_latent", mem_mb=16000, runtime=240),
     params:
         decoding=without_runtime(config["decoding"], "decoding"),
         roi=lambda wildcards: DECODING_TARGETS[wildcards.target],

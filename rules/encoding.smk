@@ -18,8 +18,7 @@ rule encode_feature:
         "../envs/cpu.yaml"
     threads: 4
     resources:
-        mem_mb=16000,
-        runtime=240,
+        **measured_resources("encode_feature", mem_mb=16000, runtime=240),
     params:
         settings=single_model_settings(),
         map_names=FEATURE_MAPS,
@@ -46,8 +45,7 @@ rule encode_banded:
         "../envs/cpu.yaml"
     threads: 4
     resources:
-        mem_mb=16000,
-        runtime=480,
+        **measured_resources("encode_banded", mem_mb=16000, runtime=480),
     params:
         settings=without_runtime(config["encoding"], "encoding"),
         bands=BANDS,

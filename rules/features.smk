@@ -39,8 +39,7 @@ rule gather_features:
     conda:
         "../envs/cpu.yaml"
     resources:
-        mem_mb=4000,
-        runtime=120,
+        **measured_resources("gather_features", mem_mb=4000, runtime=120),
     params:
         names=FEATURE_NAMES,
         features=without_runtime(config["features"], "features"),
@@ -62,8 +61,7 @@ rule reduce_features:
         "../envs/cpu.yaml"
     threads: 2
     resources:
-        mem_mb=16000,
-        runtime=120,
+        **measured_resources("reduce_features", mem_mb=16000, runtime=120),
     params:
         names=FEATURE_NAMES,
         n_components=config["pca"]["n_components"],

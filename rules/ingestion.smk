@@ -42,8 +42,7 @@ rule extract_roi_betas:
     conda:
         "../envs/cpu.yaml"
     resources:
-        mem_mb=8000,
-        runtime=120,
+        **measured_resources("extract_roi_betas", mem_mb=8000, runtime=120),
     params:
         root=lambda wildcards, input: layout.root_from_expdesign(input.expdesign),
         ingestion=ingestion_settings(),

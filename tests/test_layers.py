@@ -14,7 +14,8 @@ LAYERS = {
     "config": 0, "errors": 0, "seeds": 0, "logs": 0, "lazy": 0,
     "io": 1, "stats": 1, "volume": 1, "manifest": 1, "jobstats": 1, "shards": 1, "ridge": 2,
     "nsd": 3, "ldm": 3,
-    "reduce": 4, "decoding": 4, "encoding": 4, "flatmaps": 4, "evaluation": 4,
+    "reduce": 4, "decoding": 4, "encoding": 4, "flatmaps": 4, "evaluation": 4, "costs": 4,
+    "price": 5,
     "synthetic": 5,
 }
 #: Same-layer packages that must not import each other.

@@ -56,7 +56,7 @@ from ..errors import NSDInputError
 from ..seeds import derive_seed
 from .load import img2img_timesteps, load_model, model_fingerprint, scheduler_provenance
 from .gather import check_out_paths, gather_features, part_shards, write_part_manifest
-from .names import FeatureSpec, feature_names, feature_specs, img2img_strengths, stage_step, with_defaults
+from .names import FeatureSpec, feature_names, feature_specs, img2img_strengths, stage_step, storage_dtype, with_defaults
 
 __all__ = [
     "StimuliIndex",
@@ -453,6 +453,7 @@ def _row_chunks(n_rows: int, dim: int) -> int:
 def _write_shard(path: Path, extractor: FeatureExtractor, images, captions, ids, expected: str,
                  batch_size: int) -> None:
     names = [spec.name for spec in extractor.specs]
+    dtypes = {spec.name: storage_dtype(spec, extractor.config) for spec in extractor.specs}
     n = len(ids)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
         group = h5.create_group("features")
@@ -463,7 +464,7 @@ def _write_shard(path: Path, extractor: FeatureExtractor, images, captions, ids,
             for name in names:
                 array = features[name].reshape(stop - start, -1)
                 if name not in group:
-                    group.create_dataset(name, shape=(n, array.shape[1]), dtype=np.float32,
+                    group.create_dataset(name, shape=(n, array.shape[1]), dtype=dtypes[name],
                                          chunks=(_row_chunks(n, array.shape[1]), array.shape[1]))
                     group[name].attrs["shape"] = np.asarray(features[name].shape[1:], dtype=np.int64)
                 group[name][start:stop] = array

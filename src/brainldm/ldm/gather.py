@@ -169,7 +169,7 @@ def _assemble(shards: list[dict], nsd_ids: np.ndarray, specs: Sequence[FeatureSp
                     if spec.name not in outputs:
                         tmp = stack.enter_context(atomic_path(out_paths[spec.name]))
                         h5 = stack.enter_context(h5py.File(tmp, "w"))
-                        h5.create_dataset("features", shape=(n, dim), dtype=np.float32,
+                        h5.create_dataset("features", shape=(n, dim), dtype=source.dtype,
                                           chunks=_merged_chunks(n, dim))
                         h5.create_dataset("nsd_ids", data=nsd_ids)
                         attrs = {"shape": np.asarray(source.attrs["shape"], dtype=np.int64), "feature": spec.name,

@@ -57,6 +57,7 @@ __all__ = [
     "img2img_strengths",
     "feature_specs",
     "feature_names",
+    "storage_dtype",
 ]
 
 #: Reconstructions (paper Figures 1, 3, 4): decoded z, text-to-image from decoded c, img2img from both.
@@ -135,6 +136,8 @@ def with_defaults(config: Mapping | None) -> dict:
     if isinstance(unet_strength, bool) or not isinstance(unet_strength, (int, float)) or not 0 < unet_strength <= 1:
         raise ValueError(f"features.unet_strength: {unet_strength!r} is not a number in (0, 1]")
     out["unet_strength"] = float(unet_strength)
+    if out["unet_dtype"] not in ("float16", "float32"):
+        raise ValueError(f"features.unet_dtype must be 'float16' or 'float32', got {out['unet_dtype']!r}")
     blocks = out["unet_blocks"]
     if isinstance(blocks, str) or not isinstance(blocks, (list, tuple)):
         raise ValueError(f"features.unet_blocks must be a list of block names, got {blocks!r}")
@@ -215,6 +218,12 @@ def feature_specs(config: Mapping | None) -> list[FeatureSpec]:
     if len(set(names)) != len(names):  # pragma: no cover - duplicates are refused above
         raise ValueError(f"feature names collide: {names}")
     return specs
+
+
+def storage_dtype(spec: FeatureSpec, config: Mapping | None) -> str:
+    """The dtype a feature is stored in: ``features.unet_dtype`` for U-Net blocks, float32 for z, c and zc
+    (decoding targets and small)."""
+    return with_defaults(config)["unet_dtype"] if spec.kind == "unet" else "float32"
 
 
 def feature_names(config: Mapping | None) -> list[str]:
