@@ -52,7 +52,7 @@ from brainldm.synthetic.tiny_sd import build_pipeline, save_pipeline  # noqa: E4
 from machine import describe  # noqa: E402
 
 
-def write_stimuli(path: Path, n: int, size: int) -> tuple[np.ndarray, list[list[str]]]:
+def extract_stimuli(path: Path, n: int, size: int) -> tuple[np.ndarray, list[list[str]]]:
     """A stimuli file as extract_stimuli writes it: synthetic scenes, 5 captions each."""
     stimuli = [make_stimulus(0, i, size, 5) for i in range(n)]
     images, captions = np.stack([s[1] for s in stimuli]), [s[2] for s in stimuli]
@@ -142,7 +142,7 @@ def main() -> None:
                "runs_cpu_s": {k: [] for k in variants}, "load_average_start": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        images, captions = write_stimuli(tmp / "stimuli.h5", args.images, args.image_size)
+        images, captions = extract_stimuli(tmp / "stimuli.h5", args.images, args.image_size)
         pipe = build_pipeline("tiny", [c for group in captions for c in group], seed=0)
         save_pipeline(pipe, tmp / "tiny")
 

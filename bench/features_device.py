@@ -51,7 +51,7 @@ from machine import describe  # noqa: E402
 GIB = 2**30
 
 
-def write_stimuli(path: Path, n: int, size: int) -> tuple[np.ndarray, list[list[str]]]:
+def extract_stimuli(path: Path, n: int, size: int) -> tuple[np.ndarray, list[list[str]]]:
     stimuli = [make_stimulus(0, i, size, 5) for i in range(n)]
     images, captions = np.stack([s[1] for s in stimuli]), [s[2] for s in stimuli]
     with h5py.File(path, "w") as h5:
@@ -110,7 +110,7 @@ def main() -> int:
                "features": feature_names(config), "repeats": args.repeats, "sweep": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        images, captions = write_stimuli(tmp / "stimuli.h5", n_images, brick)
+        images, captions = extract_stimuli(tmp / "stimuli.h5", n_images, brick)
         t0 = time.perf_counter()
         if args.model:
             pipe = load_model(args.model, device_name)
@@ -169,7 +169,7 @@ def main() -> int:
             out = tmp / "e2e"
             paths = {n: out / f"{n}.h5" for n in feature_names(cfg)}
             e2e_stimuli = tmp / "stimuli_e2e.h5"
-            write_stimuli(e2e_stimuli, args.e2e_images, brick)
+            extract_stimuli(e2e_stimuli, args.e2e_images, brick)
             t0 = time.perf_counter()
             features_to_files(pipe, e2e_stimuli, paths, cfg, out / "shards")
             seconds = time.perf_counter() - t0

@@ -13,7 +13,7 @@ median over sessions and repeats, alternating the order.
 
 Extraction, for each ROI and number of sessions:
 
-* streamed: :func:`brainldm.nsd.betas.extract_roi_betas` (the pipeline's code,
+* streamed: :func:`brainldm.nsd.betas.stream_roi_betas` (the pipeline's code,
   writing its HDF5 output, z-scoring per session);
 * naive: load each session's whole array, mask it and z-score it, keep every
   session in memory, average the test repetitions and save (the original code's way).
@@ -138,13 +138,13 @@ def benchmark_trials(n_sessions: int):
 
 def run_streamed(folder: Path, roi: str, n_sessions: int) -> None:
 
-    from brainldm.nsd.betas import extract_roi_betas
+    from brainldm.nsd.betas import stream_roi_betas
 
     index = np.load(folder / f"{roi}.npy")
     trials = benchmark_trials(n_sessions)
     files = {s: str(folder / f"betas_session{s:02d}.hdf5") for s in range(1, n_sessions + 1)}
     with tempfile.TemporaryDirectory(dir=folder) as out:
-        extract_roi_betas(trials, files, {roi: index}, VOLUME, np.eye(4), {roi: f"{out}/{roi}.h5"})
+        stream_roi_betas(trials, files, {roi: index}, VOLUME, np.eye(4), {roi: f"{out}/{roi}.h5"})
 
 
 def run_naive(folder: Path, roi: str, n_sessions: int) -> None:

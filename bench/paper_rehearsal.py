@@ -9,11 +9,11 @@ functions run, each stage in its own process:
 ========================  =====================================================  ======================
 stage                     function                                               run at
 ========================  =====================================================  ======================
-``roi_extraction``        :func:`brainldm.nsd.betas.extract_roi_betas`           2 and 4 of 37 sessions
+``roi_extraction``        :func:`brainldm.nsd.betas.stream_roi_betas`           2 and 4 of 37 sessions
                           (early, ventral, brain in one pass; NSD's chunking)    (linear in sessions)
 ``pca_z``, ``pca_c``      :func:`brainldm.reduce.reduce_feature` (6,400 comp.)   full size
 ``pca_unet``              the same                                               2 fractions of d
-``decode_z``              :func:`brainldm.decoding.decode`, early -> z           full size
+``decode_z``              :func:`brainldm.decoding.decode_latent`, early -> z           full size
 ``decode_c``              the same, ventral -> c                                 a fraction of targets
 ``encode_feature``        :func:`brainldm.encoding.encode_feature`, brain        a fraction of voxels
 ``encode_banded``         :func:`brainldm.encoding.encode_banded`, z + zc        2 band widths, 1 of 9
@@ -222,13 +222,13 @@ def write_reference(path: Path) -> None:
 
 
 def run_roi_extraction(work: Path, sessions: int) -> list[Path]:
-    from brainldm.nsd.betas import extract_roi_betas
+    from brainldm.nsd.betas import stream_roi_betas
 
     make_sessions(work, sessions)  # not measured: the parent made them before (kept between runs)
     trials = trial_table(sessions)
     files = {s: str(work / f"betas_session{s:02d}.hdf5") for s in range(1, sessions + 1)}
     out = {name: str(work / f"out_{name}.h5") for name in ("early", "ventral", "brain")}
-    extract_roi_betas(trials, files, roi_indices(), VOLUME, np.eye(4), out)
+    stream_roi_betas(trials, files, roi_indices(), VOLUME, np.eye(4), out)
     return [Path(p) for p in out.values()]
 
 
@@ -245,12 +245,12 @@ def run_pca(work: Path, feature: str, dim: int) -> list[Path]:
 
 
 def run_decode(work: Path, target: str, n_targets: int) -> list[Path]:
-    from brainldm.decoding import decode
+    from brainldm.decoding import decode_latent
 
     roi = "early" if target == "z" else "ventral"
     out = work / f"decoded_{target}.h5"
     settings = {"alphas": ALPHAS, "cv": 5, "backend": "numpy", "n_targets_batch": TARGETS_BATCH}
-    decode(work / f"betas_{roi}.h5", work / f"features_{target}_{n_targets}.h5", out, settings, "subj01", roi, target)
+    decode_latent(work / f"betas_{roi}.h5", work / f"features_{target}_{n_targets}.h5", out, settings, "subj01", roi, target)
     return [out]
 
 
@@ -469,14 +469,18 @@ def stage_encode_banded(work: Path, widths: list[int], full_voxels: int) -> dict
         fits.append(by_batches(run, BANDED_VOXELS))
     p = [2 * w for w in widths]
     full_p = 2 * PCA_COMPONENTS
-    setup = power_law([(p[0], fits[0]["setup_s"]), (p[1], fits[1]["setup_s"])], full_p)
-    per_voxel = power_law([(p[0], fits[0]["per_target_s"]), (p[1], fits[1]["per_target_s"])], full_p)
+    setup = power_law([(p[-2], fits[-2]["setup_s"]), (p[-1], fits[-1]["setup_s"])], full_p)
+    per_voxel = power_law([(p[-2], fits[-2]["per_target_s"]), (p[-1], fits[-1]["per_target_s"])], full_p)
     tail = runs[-1]["wall_s"] - runs[-1]["batch_times_s"][-1]  # statistics and maps (grow with voxels, not p)
     wall = BANDED_WEIGHTS * (setup + per_voxel * full_voxels) + tail * full_voxels / BANDED_VOXELS
     cpu_per_wall = runs[-1]["cpu_s"] / runs[-1]["wall_s"]
-    # memory: one weight's decompositions (cv + 1 matrices p x p) and the scaled bands: base + c p^2
-    (m0, m1) = (r["peak_rss_mb"] for r in runs)
-    peak = m0 + (m1 - m0) * (full_p**2 - p[0] ** 2) / (p[1] ** 2 - p[0] ** 2)
+    # memory: one weight's decompositions (cv + 1 matrices p x p) and the scaled bands (n x p): a + b p + c p^2
+    # through the last three widths (two: a + c p^2)
+    rss = [r["peak_rss_mb"] for r in runs]
+    if len(runs) >= 3:
+        peak = float(np.polyval(np.polyfit(p[-3:], rss[-3:], 2), full_p))
+    else:
+        peak = rss[0] + (rss[1] - rss[0]) * (full_p**2 - p[0] ** 2) / (p[1] ** 2 - p[0] ** 2)
     full = {"setup_s": setup, "per_target_s": per_voxel, "wall_s": wall, "cpu_s": wall * cpu_per_wall,
             "peak_rss_mb": peak, "rchar": runs[-1]["rchar"] * BANDED_WEIGHTS * full_voxels / BANDED_VOXELS,
             "wchar": runs[-1]["wchar"] * full_voxels / BANDED_VOXELS, "output_bytes": runs[-1]["output_bytes"]
@@ -485,8 +489,8 @@ def stage_encode_banded(work: Path, widths: list[int], full_voxels: int) -> dict
             "fraction": f"bands of {widths} of {PCA_COMPONENTS} components, 1 of {BANDED_WEIGHTS} band weights, "
                         f"{BANDED_VOXELS:,} of {full_voxels:,} voxels",
             "scaling": f"per weight: setup and per-voxel time from the job's voxel batches at each width, to 2 x "
-                       f"{PCA_COMPONENTS:,} components by the power law through the two widths, x {BANDED_WEIGHTS} "
-                       "weights (the loop repeats the same work); peak RSS base + c p^2 through the two widths"}
+                       f"{PCA_COMPONENTS:,} components by the power law through the last two widths, x {BANDED_WEIGHTS} "
+                       "weights (the loop repeats the same work); peak RSS a + b p + c p^2 through the last three widths"}
 
 
 def stage_baseline(work: Path) -> dict:
@@ -536,13 +540,17 @@ def projection(results: dict) -> tuple[list[tuple], dict]:
     rows.append(("encode_banded", SUBJECTS * BANDED_MODELS, results["encode_banded"]["full"]))
     brain = int(brain_mask().sum())
     gb = 1e9
-    features = ALL_IMAGES * (Z_DIM + C_DIM + ZC_FEATURES * Z_DIM + sum(unet)) * 4 / gb
+    # features.unet_dtype: float16 (the default) for the U-Net blocks, float32 for z, c and zc
+    features = ALL_IMAGES * ((Z_DIM + C_DIM + ZC_FEATURES * Z_DIM) * 4 + sum(unet) * 2) / gb
+    features32 = ALL_IMAGES * (Z_DIM + C_DIM + ZC_FEATURES * Z_DIM + sum(unet)) * 4 / gb
     betas = SUBJECTS * (TRAIN_TRIALS + TEST_IMAGES) * (brain + EARLY_VOXELS + VENTRAL_VOXELS) * 4 / gb
     pca = SUBJECTS * len(pca_dims) * (TRAIN_IMAGES + TEST_IMAGES) * PCA_COMPONENTS * 4 / gb
-    disk = {"features float32 (results/features)": features,
+    disk = {"features, U-Net blocks float16 (results/features)": features,
             "ROI betas float32 (4 subjects, early + ventral + brain)": betas,
             "PCA features (4 subjects x 26)": pca,
-            "(with features.keep_shards: true, the shards: a second copy of the features)": features}
+            f"(features.unet_dtype: float32: {features32:,.0f} for the features)": 0.0,
+            "(while gather_features runs, the shards too: a second copy of the features)": features,
+            "(with features.keep_shards: true, the shards stay: a second copy of the features)": features}
     return rows, disk
 
 
@@ -673,7 +681,7 @@ def report(results: dict, machine: dict) -> str:
         lines += [f"| **CPU stages** | | | **{total:.0f}** | |", "",
                   "GPU stages (features, reconstruction, evaluation) are not projected: no device measurement yet.",
                   "", "Disk of the intermediate files (GB):", ""]
-        lines += [f"- {what}: {size:,.0f}" for what, size in disk.items()]
+        lines += [f"- {what}: {size:,.0f}" if size else f"- {what}" for what, size in disk.items()]
         lines.append(f"- total by default (shards removed after the gather): "
                      f"{sum(v for k, v in disk.items() if not k.startswith('(')):,.0f}")
     else:
@@ -691,8 +699,9 @@ def main() -> None:
                         help="two fractions of up_blocks.2's dimensions (the line through them reaches 1,024,000)")
     parser.add_argument("--c-targets", type=int, default=3 * TARGETS_BATCH)
     parser.add_argument("--voxels", type=int, default=3 * VOXELS_BATCH)
-    parser.add_argument("--banded-widths", type=int, nargs=2, default=[800, 1600],
-                        help="two widths of each band (PCA components) for the joint model (the paper: 6,400)")
+    parser.add_argument("--banded-widths", type=int, nargs="+", default=[800, 1600, 3200],
+                        help="widths of each band (PCA components) for the joint model (the paper: 6,400): time by "
+                             "the power law through the last two, memory by the quadratic through the last three")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: check the code paths in a minute")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
 from brainldm.config import validate_config  # noqa: E402
-from brainldm.synthetic import SyntheticDesign, build_anatomy, build_stimuli, build_subject  # noqa: E402
+from brainldm.synthetic import SyntheticDesign, build_synthetic_anatomy, build_synthetic_stimuli, build_synthetic_subject  # noqa: E402
 from brainldm.synthetic.presets import build_model  # noqa: E402
 from machine import describe  # noqa: E402
 
@@ -78,12 +78,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         labels = tmp / "anatomy.nii.gz"
-        results["anatomy_s"] = timed(lambda: build_anatomy(
+        results["anatomy_s"] = timed(lambda: build_synthetic_anatomy(
             labels, tmp / f"xfm{time.perf_counter_ns()}", synthetic["pycortex_subject"],
             synthetic["pycortex_transform"], synthetic["voxel_downsample"], "bench"), 1)
         root, truth = tmp / "nsd", tmp / "truth"
-        results["stimuli_s"] = timed(lambda: build_stimuli(root, truth / "scenes.h5", synthetic), args.repeats)
-        results["subject_s"] = timed(lambda: build_subject(root, subject, labels, truth / "scenes.h5",
+        results["stimuli_s"] = timed(lambda: build_synthetic_stimuli(root, truth / "scenes.h5", synthetic), args.repeats)
+        results["subject_s"] = timed(lambda: build_synthetic_subject(root, subject, labels, truth / "scenes.h5",
                                                            truth / f"{subject}.h5", synthetic), args.repeats)
 
         def floor():

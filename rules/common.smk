@@ -307,7 +307,7 @@ def figure_maps(wildcards):
 
 
 def per_map_flatmaps(wildcards):
-    """PNG name -> the map drawn, for every map of one subject (render_flatmaps' ``maps``)."""
+    """PNG name -> the map drawn, for every map of one subject (draw_map_flatmaps' ``maps``)."""
     subject = wildcards.subject
     maps = {
         f"{name}_r": {

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from brainldm.config import validate_config
-from brainldm.synthetic import build_anatomy, build_stimuli, build_subject
+from brainldm.synthetic import build_synthetic_anatomy, build_synthetic_stimuli, build_synthetic_subject
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_CONFIG = REPO / "tests" / "config" / "small.yaml"
@@ -37,7 +37,7 @@ def anatomy(tmp_path_factory, small_config):
     """Label volume and transform of the synthetic space (built once: pycortex is slow)."""
     out = tmp_path_factory.mktemp("anatomy")
     synthetic = small_config["synthetic"]
-    build_anatomy(
+    build_synthetic_anatomy(
         out / "anatomy_streams.nii.gz", out / "pycortex_transform", synthetic["pycortex_subject"],
         synthetic["pycortex_transform"], synthetic["voxel_downsample"], "brainldm_synthetic",
     )
@@ -47,9 +47,9 @@ def anatomy(tmp_path_factory, small_config):
 def build_tree(out: Path, labels: Path, config: dict) -> dict:
     """Build the synthetic NSD tree of ``config`` under ``out``; return its paths."""
     root, truth = out / "nsd", out / "truth"
-    build_stimuli(root, truth / "scenes.h5", config["synthetic"])
+    build_synthetic_stimuli(root, truth / "scenes.h5", config["synthetic"])
     for subject in config["subjects"]:
-        build_subject(root, subject, labels, truth / "scenes.h5", truth / f"{subject}.h5", config["synthetic"])
+        build_synthetic_subject(root, subject, labels, truth / "scenes.h5", truth / f"{subject}.h5", config["synthetic"])
     return {"root": root, "truth": truth, "labels": labels}
 
 

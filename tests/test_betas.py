@@ -14,7 +14,7 @@ import pytest
 from brainldm.nsd import layout
 from brainldm.nsd.betas import BETAS_SCALE, BetasFile, read_session, sessions_on_disk, zscore_columns
 from brainldm.nsd.design import NSDInputError
-from brainldm.nsd.ingest import write_roi_betas, write_split
+from brainldm.nsd.ingest import extract_roi_betas, split_trials
 
 
 @pytest.fixture(scope="module")
@@ -23,13 +23,13 @@ def extracted(synthetic_tree, small_config, tmp_path_factory):
     out = tmp_path_factory.mktemp("betas")
     subjects = small_config["subjects"]
     trials = {s: out / f"{s}_trials.tsv" for s in subjects}
-    write_split(synthetic_tree["root"], subjects, small_config["ingestion"], trials, out / "test.tsv")
+    split_trials(synthetic_tree["root"], subjects, small_config["ingestion"], trials, out / "test.tsv")
     subject = subjects[0]
     paths = {}
     for fmt in ("hdf5", "nii.gz"):
         ingestion = {**small_config["ingestion"], "betas_format": fmt}
         paths[fmt] = {roi: out / fmt / f"{roi}.h5" for roi in small_config["rois"]}
-        write_roi_betas(synthetic_tree["root"], subject, trials[subject], ingestion, small_config["rois"], paths[fmt])
+        extract_roi_betas(synthetic_tree["root"], subject, trials[subject], ingestion, small_config["rois"], paths[fmt])
     return {"subject": subject, "trials": pd.read_csv(trials[subject], sep="\t"), "paths": paths,
             "trials_path": trials[subject], "root": synthetic_tree["root"]}
 
@@ -133,7 +133,7 @@ def tree_copy(synthetic_tree, tmp_path):
 
 def _run(root, extracted, small_config, tmp_path, **ingestion):
     out = {roi: tmp_path / "out" / f"{roi}.h5" for roi in small_config["rois"]}
-    write_roi_betas(root, extracted["subject"], extracted["trials_path"], {**small_config["ingestion"], **ingestion},
+    extract_roi_betas(root, extracted["subject"], extracted["trials_path"], {**small_config["ingestion"], **ingestion},
                     small_config["rois"], out)
     return out
 
@@ -153,11 +153,11 @@ def test_missing_session_file_stops_with_its_name(tree_copy, extracted, small_co
     # with missing_sessions: skip, the session is left out of the split and of the matrices
     ingestion = {**small_config["ingestion"], "missing_sessions": "skip"}
     trials = {s: tmp_path / f"{s}.tsv" for s in small_config["subjects"]}
-    write_split(tree_copy, small_config["subjects"], ingestion, trials, tmp_path / "test.tsv")
+    split_trials(tree_copy, small_config["subjects"], ingestion, trials, tmp_path / "test.tsv")
     table = pd.read_csv(trials[extracted["subject"]], sep="\t")
     assert 3 not in set(table["session"]) and len(table) < len(extracted["trials"])
     out = {roi: tmp_path / "skip" / f"{roi}.h5" for roi in small_config["rois"]}
-    write_roi_betas(tree_copy, extracted["subject"], trials[extracted["subject"]], ingestion, small_config["rois"], out)
+    extract_roi_betas(tree_copy, extracted["subject"], trials[extracted["subject"]], ingestion, small_config["rois"], out)
     with h5py.File(out["early"], "r") as h5:
         assert len(h5["train/betas"]) == (table["split"] == "train").sum()
         assert 3 not in set(h5["train/session"][:])
@@ -208,7 +208,7 @@ def test_session_with_fewer_trials_than_responses(tree_copy, extracted, small_co
 def test_empty_roi(tree_copy, extracted, small_config, tmp_path):
     rois = {"nothing": {"file": "streams", "labels": [99]}}
     with pytest.raises(NSDInputError, match="ROI 'nothing'.*selects no voxel"):
-        write_roi_betas(tree_copy, extracted["subject"], extracted["trials_path"], small_config["ingestion"], rois,
+        extract_roi_betas(tree_copy, extracted["subject"], extracted["trials_path"], small_config["ingestion"], rois,
                         {"nothing": tmp_path / "out" / "nothing.h5"})
     _assert_no_output(tmp_path)
 
@@ -359,7 +359,7 @@ def _float_session(tree, subject, session, tmp_path, nan_at=None, percent=False)
 
 
 def _roi_outputs(root, subject, tmp_path, ingestion):
-    from brainldm.nsd.ingest import subject_trials, write_roi_betas
+    from brainldm.nsd.ingest import subject_trials, extract_roi_betas
 
     table, _ = subject_trials(root, subject, ingestion)
     table["split"] = np.where(table["shared"], "test", "train")
@@ -367,7 +367,7 @@ def _roi_outputs(root, subject, tmp_path, ingestion):
     trials = tmp_path / "trials.tsv"
     table.to_csv(trials, sep="\t", index=False)
     outputs = {"early": str(tmp_path / "out" / "early.h5")}
-    write_roi_betas(root, subject, str(trials), ingestion, {"early": {"file": "streams", "labels": [1]}}, outputs)
+    extract_roi_betas(root, subject, str(trials), ingestion, {"early": {"file": "streams", "labels": [1]}}, outputs)
     return outputs
 
 

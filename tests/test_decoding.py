@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from brainldm.decoding import decode
+from brainldm.decoding import decode_latent
 
 DECODING = {"alphas": list(np.logspace(-1, 5, 13)), "cv": 5, "backend": "numpy", "n_targets_batch": 7}
 
@@ -32,7 +32,7 @@ def _write_problem(tmp_path, rng, n_voxels=30, test_rows=True):
 
 def test_decode_writes_predictions_alphas_and_correlations(tmp_path, rng):
     truth = _write_problem(tmp_path, rng)
-    decode(tmp_path / "betas.h5", tmp_path / "feature.h5", tmp_path / "out.h5", DECODING, "subj01", "early", "z")
+    decode_latent(tmp_path / "betas.h5", tmp_path / "feature.h5", tmp_path / "out.h5", DECODING, "subj01", "early", "z")
     with h5py.File(tmp_path / "out.h5", "r") as h5:
         predictions = h5["predictions"][()]
         assert predictions.shape == truth.shape
@@ -46,14 +46,14 @@ def test_decode_writes_predictions_alphas_and_correlations(tmp_path, rng):
 def test_ids_without_features_are_named(tmp_path, rng):
     _write_problem(tmp_path, rng, test_rows=False)
     with pytest.raises(ValueError, match=r"feature.h5: no features for 73k ids \[1, 3"):
-        decode(tmp_path / "betas.h5", tmp_path / "feature.h5", tmp_path / "out.h5", DECODING, "subj01", "early", "z")
+        decode_latent(tmp_path / "betas.h5", tmp_path / "feature.h5", tmp_path / "out.h5", DECODING, "subj01", "early", "z")
     assert not (tmp_path / "out.h5").exists()
 
 
 def test_roi_without_voxels(tmp_path, rng):
     _write_problem(tmp_path, rng, n_voxels=0)
     with pytest.raises(ValueError, match="ROI 'early' has no voxels"):
-        decode(tmp_path / "betas.h5", tmp_path / "feature.h5", tmp_path / "out.h5", DECODING, "subj01", "early", "z")
+        decode_latent(tmp_path / "betas.h5", tmp_path / "feature.h5", tmp_path / "out.h5", DECODING, "subj01", "early", "z")
 
 
 def _matched_vs_shuffled(predictions, truth, rng, n_shuffles=500):

@@ -8,7 +8,7 @@ import pytest
 
 from brainldm.nsd import design, layout
 from brainldm.nsd.design import NSDInputError
-from brainldm.nsd.ingest import subject_trials, write_split
+from brainldm.nsd.ingest import subject_trials, split_trials
 from brainldm.nsd.layout import NSD_SUBJECTS
 from brainldm.synthetic import SyntheticDesign
 
@@ -18,7 +18,7 @@ def split(synthetic_tree, small_config, tmp_path_factory):
     out = tmp_path_factory.mktemp("split")
     subjects = small_config["subjects"]
     paths = {s: out / f"{s}.tsv" for s in subjects}
-    write_split(synthetic_tree["root"], subjects, small_config["ingestion"], paths, out / "test.tsv")
+    split_trials(synthetic_tree["root"], subjects, small_config["ingestion"], paths, out / "test.tsv")
     return {s: pd.read_csv(p, sep="\t") for s, p in paths.items()}, pd.read_csv(out / "test.tsv", sep="\t")
 
 
@@ -107,7 +107,7 @@ def nsd_today(nsd_download):
 def _split(tree, subjects, sessions, tmp_path):
     paths = {s: tmp_path / f"{s}.tsv" for s in subjects}
     ingestion = {"sessions": sessions, "missing_sessions": "error", "betas_format": "auto"}
-    write_split(tree["root"], subjects, ingestion, paths, tmp_path / "test.tsv", tmp_path / "summary.tsv")
+    split_trials(tree["root"], subjects, ingestion, paths, tmp_path / "test.tsv", tmp_path / "summary.tsv")
     return ({s: pd.read_csv(p, sep="\t") for s, p in paths.items()},
             pd.read_csv(tmp_path / "summary.tsv", sep="\t").set_index("subject"))
 

@@ -13,11 +13,11 @@ from brainldm.encoding import (
     FEATURE_MAPS,
     EncodingInputError,
     banded_map_names,
-    best_layer_map,
+    map_best_unet_layer,
     encode_banded,
     encode_feature,
     encoding_settings,
-    roi_summary,
+    summarize_encoding_by_roi,
 )
 
 SHAPE = (24, 20, 10)  # X, Y, Z of the planted volume
@@ -259,7 +259,7 @@ def test_banded_results_do_not_depend_on_batching(banded, tmp_path):
 def test_best_layer_map_and_roi_summary(planted, encoded, tmp_path):
     role, index = planted["role"], planted["voxel_index"]
     paths = [encoded["z"][0], encoded["c"][0]]
-    best_layer_map(paths, planted["dir"] / "streams.nii.gz", tmp_path / "best.nii.gz", tmp_path / "best.tsv",
+    map_best_unet_layer(paths, planted["dir"] / "streams.nii.gz", tmp_path / "best.nii.gz", tmp_path / "best.tsv",
                    SETTINGS, labels=["zblock", "cblock"])
     image = nib.load(tmp_path / "best.nii.gz")
     assert image.get_data_dtype() == np.uint8
@@ -270,7 +270,7 @@ def test_best_layer_map_and_roi_summary(planted, encoded, tmp_path):
     assert [row["name"] for row in table] == ["not significant", "zblock", "cblock"]
     assert sum(int(row["n_voxels"]) for row in table) == len(index)
 
-    roi_summary(paths, planted["dir"] / "streams.nii.gz", tmp_path / "rois.tsv")
+    summarize_encoding_by_roi(paths, planted["dir"] / "streams.nii.gz", tmp_path / "rois.tsv")
     rows = {(row["model"], row["roi"]): row for row in csv.DictReader(open(tmp_path / "rois.tsv"), delimiter="\t")}
     assert float(rows[("z", "early")]["fraction_significant"]) > 0.8
     assert float(rows[("z", "early")]["mean_r"]) > float(rows[("c", "early")]["mean_r"])
@@ -288,7 +288,7 @@ def test_unet_labels_are_parsed_from_feature_names(planted, encoded, tmp_path):
                 dst[name] = src[name][()] + (0.01 * k if name == "r" else 0)
             dst.attrs["feature"] = f"unet_{block}_t0.66"
         copies.append(path)
-    best_layer_map(copies, planted["dir"] / "streams.nii.gz", tmp_path / "b.nii.gz", tmp_path / "b.tsv")
+    map_best_unet_layer(copies, planted["dir"] / "streams.nii.gz", tmp_path / "b.nii.gz", tmp_path / "b.tsv")
     table = list(csv.DictReader(open(tmp_path / "b.tsv"), delimiter="\t"))
     assert [row["name"] for row in table[1:]] == ["down_blocks.1", "mid_block"]
     assert int(table[1]["n_voxels"]) == 0  # the second block has higher r everywhere

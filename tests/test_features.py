@@ -44,7 +44,7 @@ CONFIG = {
 STEPS = {0.25: 2, 0.5: 4, 1.0: 8}
 
 
-def write_stimuli(path, images, ids, captions):
+def extract_stimuli(path, images, ids, captions):
     width = max(len(c) for c in captions)
     with h5py.File(path, "w") as h5:
         h5["images"] = images
@@ -61,7 +61,7 @@ def data(tmp_path_factory):
     stimuli = [make_stimulus(0, i, BRICK_SIZE, 5 + i % 3) for i in IDS]
     captions = [s[2] for s in stimuli]
     images = np.stack([s[1] for s in stimuli])
-    write_stimuli(root / "stimuli.h5", images, IDS, captions)
+    extract_stimuli(root / "stimuli.h5", images, IDS, captions)
     save_pipeline(build_pipeline("tiny", [c for group in captions for c in group], seed=0), root / "tiny")
     return {"root": root, "stimuli": root / "stimuli.h5", "model": root / "tiny", "images": images,
             "captions": captions}
@@ -332,7 +332,7 @@ def test_image_without_captions_is_named(data, tmp_path):
     captions = [list(c) for c in data["captions"]]
     captions[3] = []
     path = tmp_path / "nocap.h5"
-    write_stimuli(path, data["images"], IDS, [c or [""] for c in captions])
+    extract_stimuli(path, data["images"], IDS, [c or [""] for c in captions])
     with h5py.File(path, "a") as h5:
         h5["n_captions"][3] = 0
     with pytest.raises(NSDInputError, match=f"73k id {IDS[3]} "):
@@ -342,7 +342,7 @@ def test_image_without_captions_is_named(data, tmp_path):
 @pytest.mark.parametrize("shape", [(2, 16, 16), (2, 16, 16, 1), (2, 16, 20, 3)])
 def test_bad_brick_shape_is_named(data, tmp_path, shape):
     path = tmp_path / "brick.h5"
-    write_stimuli(path, np.zeros(shape, np.uint8), IDS[:2], data["captions"][:2])
+    extract_stimuli(path, np.zeros(shape, np.uint8), IDS[:2], data["captions"][:2])
     with pytest.raises(NSDInputError, match=re.escape(str(path)) + ".*" + re.escape(str(tuple(shape)))):
         features_to_files(data["model"], path, {n: tmp_path / n for n in feature_names(CONFIG)}, CONFIG,
                          tmp_path / "shards")

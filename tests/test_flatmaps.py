@@ -19,11 +19,11 @@ from brainldm.volume import save_map
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
     """A coarse synthetic anatomy in S1's fullhead space, and maps on it."""
-    from brainldm.synthetic.anatomy import build_anatomy
+    from brainldm.synthetic.anatomy import build_synthetic_anatomy
 
     out = tmp_path_factory.mktemp("flat")
     labels_path, transform_dir = out / "streams.nii.gz", out / "pycortex_transform"
-    build_anatomy(labels_path, transform_dir, "S1", "fullhead", [4, 4, 2], "brainldm_synthetic")
+    build_synthetic_anatomy(labels_path, transform_dir, "S1", "fullhead", [4, 4, 2], "brainldm_synthetic")
     labels = np.asarray(nib.load(labels_path).dataobj)
     index = np.flatnonzero(labels.ravel() >= 0)
     streams = labels.ravel()[index]
@@ -134,7 +134,7 @@ def test_settings_per_nsd_subject():
 def test_one_png_per_map_in_a_folder_that_appears_complete(space):
     maps, settings = space["maps"], dict(space["settings"], with_rois=False)
     out = space["dir"] / "per_map"
-    flatmaps.render_flatmaps({"z_r": {"map": maps / "z_r.nii.gz", "mask": maps / "z_sig.nii.gz", "kind": "r"},
+    flatmaps.draw_map_flatmaps({"z_r": {"map": maps / "z_r.nii.gz", "mask": maps / "z_sig.nii.gz", "kind": "r"},
                               "best": {"map": maps / "best.nii.gz", "labels": maps / "best.tsv", "kind": "layer"}},
                              out, settings, space["transform_dir"])
     assert sorted(p.name for p in out.iterdir()) == ["best.png", "z_r.png"]
@@ -143,16 +143,16 @@ def test_one_png_per_map_in_a_folder_that_appears_complete(space):
     # a failure half way leaves neither a folder that looks finished nor the old one
     broken = {"z_r": {"map": maps / "z_r.nii.gz", "kind": "r"}, "bad": {"map": maps / "missing.nii.gz"}}
     with pytest.raises(FileNotFoundError):
-        flatmaps.render_flatmaps(broken, space["dir"] / "per_map_bad", settings, space["transform_dir"])
+        flatmaps.draw_map_flatmaps(broken, space["dir"] / "per_map_bad", settings, space["transform_dir"])
     assert not (space["dir"] / "per_map_bad").exists() and not (space["dir"] / "per_map_bad.partial").exists()
 
 
 def test_paper_figure_names_are_checked(space):
     with pytest.raises(ValueError, match="unknown figure 'figure5'"):
-        flatmaps.paper_figure("figure5", {}, space["dir"] / "x.png", space["settings"])
+        flatmaps.draw_paper_figure("figure5", {}, space["dir"] / "x.png", space["settings"])
     maps = space["maps"]
     spec = {"stage 0.2": {"z": maps / "unique_z.nii.gz", "zc": maps / "unique_zc.nii.gz"}}
     out = space["dir"] / "png" / "figure8.png"
-    flatmaps.paper_figure("figure8", spec, out, dict(space["settings"], with_rois=False), space["transform_dir"],
+    flatmaps.draw_paper_figure("figure8", spec, out, dict(space["settings"], with_rois=False), space["transform_dir"],
                           nsd_subject="subj01")
     check_png(out, 10_000)

@@ -21,7 +21,7 @@ from brainldm.ldm.model_folder import ModelFolderError
 from brainldm.ldm.names import feature_names
 from brainldm.synthetic.scenes import make_stimulus
 from hub_checkpoints import CHECKPOINTS, build_checkpoint
-from test_features import write_stimuli
+from test_features import extract_stimuli
 
 IDS = [3, 11, 40]
 FEATURES = {"device": "cpu", "image_size": 32, "num_inference_steps": 10, "strengths": [0.8],
@@ -40,7 +40,7 @@ def stimuli(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hub_stimuli")
     made = [make_stimulus(0, i, 40, 5) for i in IDS]
     captions = [m[2] for m in made]
-    write_stimuli(folder / "stimuli.h5", np.stack([m[1] for m in made]), IDS, captions)
+    extract_stimuli(folder / "stimuli.h5", np.stack([m[1] for m in made]), IDS, captions)
     return {"path": folder / "stimuli.h5", "captions": [c for group in captions for c in group]}
 
 
@@ -90,7 +90,7 @@ def test_features_and_reconstruction_run_with_the_papers_sampler(name, folders, 
             h5["nsd_ids"] = np.array(IDS[:2])
             h5.attrs["shape"] = shape
     out = tmp_path / "recon"
-    recon_mod.reconstruct(folder, decoded / "z.h5", decoded / "c.h5", out / "images", out / "latents.h5",
+    recon_mod.reconstruct_images(folder, decoded / "z.h5", decoded / "c.h5", out / "images", out / "latents.h5",
                           out / "shards", RECONSTRUCTION, "subj01", model_loading=loading)
     assert len(list((out / "images").rglob("*.png"))) == 2 * (1 + 2 * RECONSTRUCTION["n_samples"])
     with h5py.File(out / "latents.h5", "r") as h5:

@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from brainldm.jobstats import read_benchmark, summarize_benchmarks
+from brainldm.jobstats import read_benchmark, summarize_job_benchmarks
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -21,7 +21,7 @@ def test_summary_has_one_row_per_job_longest_first(tmp_path):
         HEADER + "30\t0:00:30\t900\t1\t1\t1\t0\t0\t90\t55\n" + "10\t0:00:10\t800\t1\t1\t1\t0\t0\t90\t20\n"
         + "20\t0:00:20\t850\t1\t1\t1\t0\t0\t90\tNA\n")
     out = tmp_path / "summary.tsv"
-    summarize_benchmarks(bench, out)
+    summarize_job_benchmarks(bench, out)
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     assert [(r["stage"], r["rule"], r["job"]) for r in rows] == [

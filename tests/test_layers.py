@@ -72,3 +72,19 @@ def test_imports_point_down(path):
 
 def test_configuration_imports_no_other_module():
     assert _imports(SRC / "config.py") == set()
+
+
+def test_every_rule_has_a_library_function_of_its_name():
+    """`grep "def <rule>"` lands on the code a rule runs: its script calls the function of the rule's name."""
+    import re
+
+    rules_dir = SRC.parents[1] / "rules"
+    scripts = dict(re.findall(r"^rule (\w+):.*?script:\s*\"\.\./workflow_scripts/(\w+)\.py\"",
+                              "\n".join(p.read_text() for p in sorted(rules_dir.glob("*.smk"))), re.S | re.M))
+    assert len(scripts) > 15
+    defined = {m for path in SRC.rglob("*.py") for m in re.findall(r"^def (\w+)\(", path.read_text(), re.M)}
+    for rule, script in scripts.items():
+        assert script == rule, f"rule {rule} runs workflow_scripts/{script}.py"
+        text = (SRC.parents[1] / "workflow_scripts" / f"{script}.py").read_text()
+        assert rule in defined, f"no def {rule}( in src/brainldm"
+        assert re.search(rf"^{rule}\(", text, re.M), f"workflow_scripts/{script}.py does not call {rule}()"

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from brainldm.manifest import content_digest, expand_paths, file_digest, read_manifest, write_manifest
+from brainldm.manifest import content_digest, expand_paths, file_digest, read_manifest, write_subject_manifest
 
 
 def test_manifest_lists_files_and_folders(tmp_path):
@@ -15,7 +15,7 @@ def test_manifest_lists_files_and_folders(tmp_path):
     (tmp_path / "images" / ".hidden").write_bytes(b"skip")
     (tmp_path / "a.tsv").write_bytes(b"abc")
     out = tmp_path / "outputs.tsv"
-    write_manifest([tmp_path / "a.tsv", tmp_path / "images"], out)
+    write_subject_manifest([tmp_path / "a.tsv", tmp_path / "images"], out)
     digests = read_manifest(out)
     assert list(digests) == [str(tmp_path / "a.tsv"), str(tmp_path / "images" / "Xz" / "1.png")]
     assert digests[str(tmp_path / "a.tsv")] == hashlib.sha256(b"abc").hexdigest()
@@ -27,7 +27,7 @@ def test_missing_output_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.h5 does not exist"):
         expand_paths([tmp_path / "nothing.h5"])
     with pytest.raises(FileNotFoundError):
-        write_manifest([tmp_path / "nothing.h5"], tmp_path / "m.tsv")
+        write_subject_manifest([tmp_path / "nothing.h5"], tmp_path / "m.tsv")
     assert not (tmp_path / "m.tsv").exists()
 
 

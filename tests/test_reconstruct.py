@@ -44,7 +44,7 @@ def decoded(tmp_path_factory, model):
 
 
 def _run(model, decoded, out, settings=SETTINGS):
-    recon_mod.reconstruct(model, decoded / "z.h5", decoded / "c.h5", out / "images", out / "latents.h5",
+    recon_mod.reconstruct_images(model, decoded / "z.h5", decoded / "c.h5", out / "images", out / "latents.h5",
                           out / "shards", settings, "subj01")
 
 

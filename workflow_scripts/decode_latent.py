@@ -1,11 +1,11 @@
 """Rule decode_latent: ridge decoder from one ROI to one latent, predictions on the test images."""
 
 from brainldm.config import with_runtime
-from brainldm.decoding import decode
+from brainldm.decoding import decode_latent
 from brainldm.logs import setup_logging
 
 setup_logging(snakemake.log[0])
-decode(
+decode_latent(
     betas_path=snakemake.input.betas,
     feature_path=snakemake.input.feature,
     out_path=snakemake.output[0],

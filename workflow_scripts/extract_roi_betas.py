@@ -1,10 +1,10 @@
 """Rule extract_roi_betas: one subject's train and test betas per ROI, streamed per session."""
 
 from brainldm.logs import setup_logging
-from brainldm.nsd.ingest import write_roi_betas
+from brainldm.nsd.ingest import extract_roi_betas
 
 setup_logging(snakemake.log[0])
-write_roi_betas(
+extract_roi_betas(
     root=snakemake.params.root,
     subject=snakemake.wildcards.subject,
     trials_path=snakemake.input.trials,

@@ -1,11 +1,11 @@
 """Rule reconstruct_images: Xz, Xc and Xzc of every test image of one subject."""
 
 from brainldm.config import with_runtime
-from brainldm.ldm.reconstruct import reconstruct
+from brainldm.ldm.reconstruct import reconstruct_images
 from brainldm.logs import setup_logging
 
 setup_logging(snakemake.log[0])
-reconstruct(
+reconstruct_images(
     model=snakemake.params.model,
     z_path=snakemake.input.z,
     c_path=snakemake.input.c,

@@ -1,10 +1,10 @@
 """Rule split_trials: trial tables with the train/test split, and the shared test images."""
 
 from brainldm.logs import setup_logging
-from brainldm.nsd.ingest import write_split
+from brainldm.nsd.ingest import split_trials
 
 setup_logging(snakemake.log[0])
-write_split(
+split_trials(
     root=snakemake.params.root,
     subjects=snakemake.params.subjects,
     ingestion=snakemake.params.ingestion,

@@ -18,7 +18,7 @@ from .stats import columnwise_correlation
 log = logging.getLogger(__name__)
 
 
-def decode(betas_path, feature_path, out_path, decoding: dict, subject: str, roi: str, target: str) -> None:
+def decode_latent(betas_path, feature_path, out_path, decoding: dict, subject: str, roi: str, target: str) -> None:
     """Fit the decoder of one target from one ROI and write its test predictions.
 
     Parameters

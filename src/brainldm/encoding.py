@@ -11,9 +11,9 @@
   fixed grid of band weights, computed with the same engine: each weight's folds
   diagonalised once per job), its split scores and the unique variance of each band,
   thresholded by the joint model's FDR.
-* :func:`best_layer_map` -- per denoising stage, the U-Net block whose model predicts
+* :func:`map_best_unet_layer` -- per denoising stage, the U-Net block whose model predicts
   each significant voxel best, as a categorical NIfTI with its label table.
-* :func:`roi_summary` -- mean r and fraction of FDR-significant voxels per ``streams``
+* :func:`summarize_encoding_by_roi` -- mean r and fraction of FDR-significant voxels per ``streams``
   label, as TSV.
 
 Voxels are fitted in batches of ``n_targets_batch``: only one batch of betas and of
@@ -60,8 +60,8 @@ __all__ = [
     "banded_encoding",
     "encode_feature",
     "encode_banded",
-    "best_layer_map",
-    "roi_summary",
+    "map_best_unet_layer",
+    "summarize_encoding_by_roi",
 ]
 
 #: Keys of ``config["encoding"]`` that the workflow reads (which ROI), not the models.
@@ -232,9 +232,10 @@ def _read_columns(data, start: int, stop: int, label: str) -> np.ndarray:
     return block
 
 
-def _engine(x_train, x_test, s: Mapping, backend: str) -> RidgeCVEngine:
+def _engine(x_train, x_test, s: Mapping, backend: str, overwrite_x: bool = False) -> RidgeCVEngine:
     """The folds of one design diagonalised once for all voxel batches; X as the caller scaled it."""
-    return RidgeCVEngine(x_train, x_test, s["alphas"], cv=s["cv"], backend=backend, standardize=False)
+    return RidgeCVEngine(x_train, x_test, s["alphas"], cv=s["cv"], backend=backend, standardize=False,
+                         overwrite_x=overwrite_x)
 
 
 def _defined(prediction: np.ndarray, measured: np.ndarray) -> np.ndarray:
@@ -409,8 +410,9 @@ def banded_encoding(xs_train: Sequence, y_train, xs_test: Sequence, y_test, band
     for k, weight in enumerate(weights):
         root = np.sqrt(weight).astype(np.float32)
         started = time.perf_counter()
-        engine = _engine(np.hstack([xs_train[0] * root[0], xs_train[1] * root[1]]),
-                         np.hstack([xs_test[0] * root[0], xs_test[1] * root[1]]), banded, name)
+        engine = _engine(np.hstack([xs_train[0] * root[0], xs_train[1] * root[1]], dtype=np.float32),
+                         np.hstack([xs_test[0] * root[0], xs_test[1] * root[1]], dtype=np.float32), banded, name,
+                         overwrite_x=True)  # the scaled bands are made for this engine alone
         log.info("banded ridge %s (%s): weight %d of %d (%.3g, %.3g): folds diagonalised in %.1f s", bands, name,
                  k + 1, len(weights), *weight, time.perf_counter() - started)
         for start, stop in _batches(n_vox, s["n_targets_batch"]):
@@ -635,7 +637,7 @@ def _read_result(path, datasets=("r", "significant")) -> dict:
     return out
 
 
-def best_layer_map(result_paths: Sequence, reference_path, out_map, out_labels, settings: Mapping | None = None,
+def map_best_unet_layer(result_paths: Sequence, reference_path, out_map, out_labels, settings: Mapping | None = None,
                    labels: Sequence[str] | None = None) -> None:
     """The U-Net block that predicts each voxel best, at one denoising stage.
 
@@ -660,7 +662,7 @@ def best_layer_map(result_paths: Sequence, reference_path, out_map, out_labels, 
     """
     encoding_settings(settings)
     if not result_paths:
-        raise ValueError("best_layer_map needs at least one result file")
+        raise ValueError("map_best_unet_layer needs at least one result file")
     results = [_read_result(p) for p in result_paths]
     index = results[0]["voxel_index"]
     for path, res in zip(result_paths, results):
@@ -688,7 +690,7 @@ def best_layer_map(result_paths: Sequence, reference_path, out_map, out_labels, 
     log.info("best layer: voxels per label %s", dict(zip(["none", *labels], counts.tolist())))
 
 
-def roi_summary(result_paths: Sequence, streams_path, out_tsv, settings: Mapping | None = None) -> None:
+def summarize_encoding_by_roi(result_paths: Sequence, streams_path, out_tsv, settings: Mapping | None = None) -> None:
     """Mean r and fraction of FDR-significant voxels per ``streams`` label, per model.
 
     Parameters

@@ -6,7 +6,7 @@ pycortex subject is copied once into a writable folder the caller names
 (``settings["filestore"]``), the transform of the maps' volume is registered there and
 ``cortex.db`` is pointed at it. For the synthetic NSD tree the subject is pycortex's
 ``S1`` and the transform is the coarsened ``fullhead`` written by
-:func:`brainldm.synthetic.anatomy.build_anatomy` (a folder with ``matrices.xfm`` and
+:func:`brainldm.synthetic.anatomy.build_synthetic_anatomy` (a folder with ``matrices.xfm`` and
 ``reference.nii.gz``); for real NSD the user names a subject and a transform that exist
 in their own filestore (``source_filestore``), e.g. one per NSD subject.
 
@@ -54,8 +54,8 @@ __all__ = [
     "figure_unique",
     "figure9",
     "FIGURES",
-    "paper_figure",
-    "render_flatmaps",
+    "draw_paper_figure",
+    "draw_map_flatmaps",
 ]
 
 #: Keys of ``config["flatmaps"]`` that the workflow reads (what to draw), not the renderer.
@@ -304,7 +304,7 @@ def render_flatmap(map_path, out_png, settings: Mapping | None, transform_dir=No
     mask_path : path, optional
         NIfTI mask (e.g. FDR significance): voxels where it is 0 are transparent.
     labels_path : path, optional
-        For ``layer`` maps: the label TSV of :func:`brainldm.encoding.best_layer_map`.
+        For ``layer`` maps: the label TSV of :func:`brainldm.encoding.map_best_unet_layer`.
     nsd_subject : str, optional
         Selects ``settings["subjects"][nsd_subject]`` overrides.
     """
@@ -332,7 +332,7 @@ def _draw_one(cortex, s: Mapping, map_path, out_png, kind: str = "value", mask_p
              "on" if with_rois else "off")
 
 
-def render_flatmaps(maps: Mapping[str, Mapping], out_dir, settings: Mapping | None, transform_dir=None,
+def draw_map_flatmaps(maps: Mapping[str, Mapping], out_dir, settings: Mapping | None, transform_dir=None,
                     nsd_subject: str | None = None) -> None:
     """One flatmap PNG per map into ``out_dir`` (pycortex set up once for all).
 
@@ -483,14 +483,14 @@ def figure9(layer_maps: Mapping, label_tables: Mapping, out_png, settings: Mappi
             nsd_subject: str | None = None) -> None:
     """Paper Fig. 9: the best U-Net block per significant voxel, one panel per denoising stage.
 
-    ``layer_maps`` and ``label_tables``: stage label -> ``best_layer_map``'s NIfTI and TSV.
+    ``layer_maps`` and ``label_tables``: stage label -> ``map_best_unet_layer``'s NIfTI and TSV.
     """
     row = [{"map": path, "labels": label_tables[stage], "kind": "layer", "title": f"best U-Net block, {stage}"}
            for stage, path in layer_maps.items()]
     render_panel([row], out_png, settings, transform_dir, title="U-Net layers", nsd_subject=nsd_subject)
 
 
-#: Paper figures :func:`paper_figure` draws, and what their ``spec`` holds.
+#: Paper figures :func:`draw_paper_figure` draws, and what their ``spec`` holds.
 FIGURES = {
     "figure6": "{'r': {feature: r NIfTI}, 'significant': {feature: significance NIfTI}}",
     "figure7": "{column label: {band: unique-variance NIfTI}} over noise levels",
@@ -499,7 +499,7 @@ FIGURES = {
 }
 
 
-def paper_figure(figure: str, spec: Mapping, out_png, settings: Mapping | None, transform_dir=None,
+def draw_paper_figure(figure: str, spec: Mapping, out_png, settings: Mapping | None, transform_dir=None,
                  nsd_subject: str | None = None) -> None:
     """Draw one of the paper's encoding figures (6, 7, 8 or 9) from its maps.
 

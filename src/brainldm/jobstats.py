@@ -11,7 +11,7 @@ from .io import atomic_path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["read_benchmark", "summarize_benchmarks"]
+__all__ = ["read_benchmark", "summarize_job_benchmarks"]
 
 #: Columns of Snakemake's benchmark TSV kept in the summary.
 COLUMNS = ("s", "max_rss", "cpu_time", "mean_load")
@@ -30,7 +30,7 @@ def read_benchmark(path) -> dict:
     return out
 
 
-def summarize_benchmarks(benchmark_dir, out_tsv) -> None:
+def summarize_job_benchmarks(benchmark_dir, out_tsv) -> None:
     """One row per job benchmark under ``benchmark_dir``: stage, rule, job, seconds, peak RSS, CPU time.
 
     ``benchmark_dir`` is laid out as the rules write it: ``<stage>/<rule>/<job>.tsv`` or

@@ -17,7 +17,7 @@ from .io import atomic_path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["file_digest", "content_digest", "expand_paths", "write_manifest", "read_manifest"]
+__all__ = ["file_digest", "content_digest", "expand_paths", "write_subject_manifest", "read_manifest"]
 
 _CHUNK = 1 << 20
 
@@ -94,7 +94,7 @@ def expand_paths(paths: Iterable) -> list[Path]:
     return files
 
 
-def write_manifest(paths: Iterable, out_tsv) -> None:
+def write_subject_manifest(paths: Iterable, out_tsv) -> None:
     """Write ``path``, ``bytes`` and ``sha256`` of every file of ``paths`` (folders expanded).
 
     ``sha256`` is :func:`content_digest`: of the bytes, or of the data for HDF5 files.
@@ -116,6 +116,6 @@ def write_manifest(paths: Iterable, out_tsv) -> None:
 
 
 def read_manifest(path) -> dict[str, str]:
-    """Path -> SHA-256 of a manifest written by :func:`write_manifest`."""
+    """Path -> SHA-256 of a manifest written by :func:`write_subject_manifest`."""
     with open(path, newline="") as handle:
         return {row["path"]: row["sha256"] for row in csv.DictReader(handle, delimiter="\t")}

@@ -330,6 +330,9 @@ class RidgeCVEngine:
         scale keeps the PCA spectrum (z-scoring would whiten it and change the fits).
         Either way X is centred on the training rows, as himalaya does with
         ``fit_intercept=True`` (for already centred X that shifts it by rounding only).
+    overwrite_x : bool
+        Centre float32 ``x_train`` and ``x_test`` in place instead of copying them (for arrays
+        the caller made for this engine and drops: one copy of X less in memory).
 
     Raises
     ------
@@ -339,7 +342,7 @@ class RidgeCVEngine:
     """
 
     def __init__(self, x_train: np.ndarray, x_test: np.ndarray, alphas, cv: int = 5, backend: str = "auto",
-                 standardize: bool = True):
+                 standardize: bool = True, overwrite_x: bool = False):
         from himalaya.backend import set_backend
 
         self.alphas = _check_alphas(alphas)
@@ -358,8 +361,9 @@ class RidgeCVEngine:
         if standardize:
             scaler = Standardizer.fit(x_train)
             xt, xs = scaler.transform(x_train), scaler.transform(x_test)
-        else:  # copies: the caller's arrays are centred below
-            xt, xs = np.array(x_train, dtype=np.float32), np.array(x_test, dtype=np.float32)
+        else:  # copies (unless the caller gives them away): the arrays are centred below
+            xt = np.asarray(x_train, dtype=np.float32) if overwrite_x else np.array(x_train, dtype=np.float32)
+            xs = np.asarray(x_test, dtype=np.float32) if overwrite_x else np.array(x_test, dtype=np.float32)
         offset = xt.mean(axis=0, dtype=np.float64).astype(np.float32)  # ~0 when standardised; himalaya centres too
         xt -= offset
         xs -= offset

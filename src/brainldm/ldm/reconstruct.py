@@ -116,7 +116,7 @@ def _read_prediction(path) -> tuple[np.ndarray, np.ndarray, tuple]:
         return h5["predictions"][()], h5["nsd_ids"][()], tuple(int(n) for n in h5.attrs["shape"])
 
 
-def reconstruct(model, z_path, c_path, image_dir, latents_path, shard_dir, settings: dict, subject: str,
+def reconstruct_images(model, z_path, c_path, image_dir, latents_path, shard_dir, settings: dict, subject: str,
                 stimuli_path=None, sheet_path=None, model_loading: dict | None = None) -> None:
     """Reconstruct every test image of a subject from its decoded z and c.
 

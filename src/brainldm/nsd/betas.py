@@ -301,7 +301,7 @@ def zscore_columns(x: np.ndarray, block: int = 8192) -> np.ndarray:
     return x
 
 
-def extract_roi_betas(
+def stream_roi_betas(
     trials: pd.DataFrame,
     session_files: dict[int, str],
     rois: dict[str, np.ndarray],

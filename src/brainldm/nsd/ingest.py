@@ -58,7 +58,7 @@ def split_summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_split(root, subjects: list[str], ingestion: dict, trials_paths: dict[str, str], test_path: str,
+def split_trials(root, subjects: list[str], ingestion: dict, trials_paths: dict[str, str], test_path: str,
                 summary_path: str | None = None) -> None:
     """Trial tables with their split for every subject, the shared test set and a summary table.
 
@@ -96,7 +96,7 @@ def write_split(root, subjects: list[str], ingestion: dict, trials_paths: dict[s
         counts.to_csv(tmp, sep="\t", index=False)
 
 
-def write_roi_betas(root, subject: str, trials_path: str, ingestion: dict, rois: dict, out_paths: dict[str, str]) -> None:
+def extract_roi_betas(root, subject: str, trials_path: str, ingestion: dict, rois: dict, out_paths: dict[str, str]) -> None:
     """Train and test betas of each configured ROI of one subject (see :mod:`brainldm.nsd.betas`)."""
     trials = pd.read_csv(trials_path, sep="\t")
     _, session_files = subject_trials(root, subject, ingestion)
@@ -115,14 +115,14 @@ def write_roi_betas(root, subject: str, trials_path: str, ingestion: dict, rois:
         subject=subject, nsd_root=os.fspath(root), sessions=sorted(session_files),
         source_files=[session_files[s] for s in sorted(session_files)], ingestion=ingestion, rois=rois,
     )
-    betas_mod.extract_roi_betas(
+    betas_mod.stream_roi_betas(
         trials, {s: session_files[s] for s in set(trials["session"])}, voxels, shape, affine,
         out_paths, zscore=ingestion["zscore_per_session"], attrs=attrs,
         float_betas=ingestion["float_betas"], non_finite=ingestion["non_finite_betas"],
     )
 
 
-def write_stimuli(root, trials_paths: list[str], out_path: str, caption_files: list[str]) -> None:
+def extract_stimuli(root, trials_paths: list[str], out_path: str, caption_files: list[str]) -> None:
     """Images and captions of every image in the given trial tables.
 
     ``caption_files``: COCO's caption files in the order of :data:`layout.CAPTION_SPLITS`.

@@ -66,7 +66,7 @@ def _scratch_filestore(cortex, subject: str, directory: str) -> str:
     return directory
 
 
-def build_anatomy(
+def build_synthetic_anatomy(
     labels_path: str | os.PathLike,
     transform_dir: str | os.PathLike,
     pycortex_subject: str,

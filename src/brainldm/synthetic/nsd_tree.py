@@ -175,7 +175,7 @@ def _stim_info_rows(expdesign: dict, coco_ids: np.ndarray, coco_splits: list[str
     return header, rows
 
 
-def build_stimuli(root: str | os.PathLike, truth_path: str | os.PathLike, synthetic: dict) -> None:
+def build_synthetic_stimuli(root: str | os.PathLike, truth_path: str | os.PathLike, synthetic: dict) -> None:
     """Write the subject-independent part of the tree.
 
     Parameters
@@ -367,7 +367,7 @@ def _write_betas(root, subject, session, volume_betas, affine, formats) -> None:
         _save_nifti(layout.betas(root, subject, session, "nii.gz"), volume_betas, affine)
 
 
-def build_subject(
+def build_synthetic_subject(
     root: str | os.PathLike,
     subject: str,
     labels_path: str | os.PathLike,
@@ -378,7 +378,7 @@ def build_subject(
     """Write one subject's behaviour, betas, ROIs and planted truth.
 
     Reads the design, the image brick and the scene truth written by
-    :func:`build_stimuli` the way the pipeline reads real NSD files.
+    :func:`build_synthetic_stimuli` the way the pipeline reads real NSD files.
 
     Parameters
     ----------
@@ -387,9 +387,9 @@ def build_subject(
     subject : str
         ``subjXX``, one of NSD's eight subjects.
     labels_path : path
-        The anatomy written by :func:`brainldm.synthetic.anatomy.build_anatomy`.
+        The anatomy written by :func:`brainldm.synthetic.anatomy.build_synthetic_anatomy`.
     scenes_path : path
-        Scene parameters per 73k id (from :func:`build_stimuli`).
+        Scene parameters per 73k id (from :func:`build_synthetic_stimuli`).
     truth_path : path
         Output HDF5 of this subject's planted truth.
     synthetic : dict
