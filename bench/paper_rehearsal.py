@@ -618,9 +618,9 @@ def costs_from(results: dict, machine: dict) -> dict:
         run, full = results[stage]["runs"][-1], results[stage]["full"]
         per_wall = run["cpu_s"] / run["wall_s"]
         terms = work_terms(rule, rehearsal_sizes(dims=dims), {"subject": "subj01", **wildcards}, config)
-        one = targets  # the fit term's units are per target: divide the per-target cost by units / targets
+        # the fit term counts all targets: the measured per-target cost times the targets, per unit
         return {"cpu": {"setup": full["setup_s"] * per_wall / terms["cpu"]["setup"],
-                        "fit": full["per_target_s"] * per_wall * one / terms["cpu"]["fit"]},
+                        "fit": full["per_target_s"] * per_wall * targets / terms["cpu"]["fit"]},
                 "memory_factor": memory_factor(run["peak_rss_mb"], terms)}
 
     fits = [ridge("decode_z", "decode_latent", {"target": "z"}, {"z": Z_DIM, "c": C_DIM}, Z_DIM),

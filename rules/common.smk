@@ -377,25 +377,16 @@ def measured_resources(rule, **default):
     job's expected cost is appended to it (brainldm.price reads it from a dry run)."""
     from brainldm.costs import job_cost, resource_request
 
-    def request(wildcards, threads):
+    def request(wildcards, threads, key):
         cost = job_cost(rule, SIZES, dict(wildcards.items()), config)
-        out = resource_request(cost, threads, default)
         price_file = os.environ.get("BRAINLDM_PRICE")
-        if price_file:
-            record = {
-                "rule": rule,
-                "wildcards": dict(wildcards.items()),
-                "threads": threads,
-                "request": out,
-                "cost": None if cost is None else vars(cost),
-            }
+        if price_file and key == "mem_mb":  # once per job
+            record = {"rule": rule, "wildcards": dict(wildcards.items()), "cost": cost and vars(cost)}
             with open(price_file, "a") as f:
                 f.write(json.dumps(record) + "\n")
-        return out
+        return resource_request(cost, threads, default)[key]
 
     return {
-        "mem_mb": lambda wildcards, threads: request(wildcards, threads)["mem_mb"],
-        "runtime": lambda wildcards, threads: resource_request(
-            job_cost(rule, SIZES, dict(wildcards.items()), config), threads, default
-        )["runtime"],
+        "mem_mb": lambda wildcards, threads: request(wildcards, threads, "mem_mb"),
+        "runtime": lambda wildcards, threads: request(wildcards, threads, "runtime"),
     }

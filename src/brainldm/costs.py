@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from .reduce import BLOCK_BYTES
+
 __all__ = [
     "MODELLED_RULES",
     "COUNTED_RULES",
@@ -119,9 +121,10 @@ def feature_dims(model_folder: str | os.PathLike, features: Mapping) -> dict[str
     text = _read_json(folder / "text_encoder" / "config.json")
     if not (unet and vae and text):
         return None
+    # the tokenizer pads every caption to model_max_length, within the text encoder's positions
     tokenizer = _read_json(folder / "tokenizer" / "tokenizer_config.json")
-    length = int(tokenizer.get("model_max_length") or text.get("max_position_embeddings", 77))
-    length = min(length, int(text.get("max_position_embeddings", length)))
+    positions = int(text["max_position_embeddings"])
+    length = min(int(tokenizer.get("model_max_length") or positions), positions)
     config = with_defaults(features)
     latent = config["image_size"] // 2 ** (len(vae["block_out_channels"]) - 1)
     channels = list(unet["block_out_channels"])
@@ -138,7 +141,7 @@ def feature_dims(model_folder: str | os.PathLike, features: Mapping) -> dict[str
         side = latent // 2 ** max(n_down - 2 - index, 0)
         return channels[::-1][index] * side**2
 
-    z = int(vae.get("latent_channels", 4)) * latent**2
+    z = int(vae["latent_channels"]) * latent**2
     dims = {}
     for spec in feature_specs(config):
         dims[spec.name] = {"z": z, "zc": z, "c": length * int(text["hidden_size"])}.get(spec.kind) or \
@@ -175,7 +178,7 @@ def _ridge_terms(n: int, p: int, targets: int, alphas: int, cv: int) -> dict[str
 def work_terms(rule: str, sizes: WorkflowSizes, wildcards: Mapping, config: Mapping) -> dict | None:
     """A job's work terms (``cpu`` units per term), the bytes its algorithm holds (``memory``) and its
     outputs' bytes; None when a size it needs is not known yet (a model folder not built)."""
-    subject = sizes.subjects.get(wildcards.get("subject")) if "subject" in wildcards else None
+    subject = sizes.subjects.get(wildcards.get("subject"))
     if rule == "extract_roi_betas":
         rois = sum(subject.roi_voxels.values())
         return {"cpu": {"read": subject.trials * subject.grid_voxels},
@@ -185,16 +188,16 @@ def work_terms(rule: str, sizes: WorkflowSizes, wildcards: Mapping, config: Mapp
     if dims is None:
         return None
     if rule == "gather_features":
-        unet = 2 if config["features"].get("unet_dtype", "float16") == "float16" else 4
+        unet = 2 if config["features"]["unet_dtype"] == "float16" else 4
         values = sum(d * (unet if name.startswith("unet_") else 4) for name, d in dims.items())
         return {"cpu": {}, "memory": 0, "outputs": sizes.all_images * values}
     n_images = subject.train_images + subject.test_images
     components = min(config["pca"]["n_components"], subject.train_images - 1)
     alphas = len(config["encoding"]["alphas"])
-    if rule == "reduce_features":
-        largest = max(dims.values())
+    if rule == "reduce_features":  # the Gram matrices of the images, one column block of features at a time
+        block = min(BLOCK_BYTES, 4 * n_images * max(dims.values()))
         return {"cpu": {"gram": n_images**2 * sum(dims.values()), "eig": len(dims) * n_images**3},
-                "memory": 8 * 3 * n_images**2 + 4 * n_images * min(largest, 16_384),
+                "memory": 8 * 3 * n_images**2 + block,
                 "outputs": 4 * len(dims) * n_images * components}
     if rule == "decode_latent":
         p = subject.roi_voxels[config["decoding"]["targets"][wildcards["target"]]]

@@ -44,10 +44,9 @@ class DryRunJob:
 
     @property
     def gpus(self) -> int:
-        if str(self.resources.get("gpu", "0")).isdigit() and int(self.resources.get("gpu", 0)):
-            return int(self.resources["gpu"])
-        found = re.search(r"gpu(?::[\w-]+)?:(\d+)", str(self.resources.get("gres", "")))
-        return int(found.group(1)) if found else 0
+        """GPUs asked for: ``gpu=N``, or ``gres=gpu[:model]:N``."""
+        found = re.search(r"gpu(?::[\w-]+)?:(\d+)", self.resources.get("gres", ""))
+        return int(self.number("gpu") or 0) or (int(found.group(1)) if found else 0)
 
     def number(self, key: str) -> float | None:
         value = str(self.resources.get(key, "")).strip()
@@ -58,13 +57,12 @@ def parse_dry_run(text: str) -> list[DryRunJob]:
     """The jobs of ``snakemake --dry-run``'s output (one block per job, from ``rule <name>:``)."""
     jobs, job = [], None
     for line in text.splitlines():
-        found = _RULE.match(line.strip()) if not line.startswith(" ") else None
-        if found:
-            job = DryRunJob(found.group(1))
-            jobs.append(job)
+        if not line.startswith("    "):  # a job's block ends at the first line that is not indented
+            found = _RULE.match(line.strip())
+            job = DryRunJob(found.group(1)) if found else None
+            jobs += [job] if job else []
             continue
-        if job is None or not line.startswith("    "):
-            job = None if not line.startswith("    ") else job
+        if job is None:
             continue
         key, _, value = line.strip().partition(": ")
         if key == "wildcards":

@@ -315,7 +315,7 @@ class RidgeCVEngine:
     Parameters
     ----------
     x_train, x_test : numpy.ndarray
-        ``(n_train, n_features)``, ``(n_test, n_features)``; not modified.
+        ``(n_train, n_features)``, ``(n_test, n_features)``; not modified (unless ``overwrite_x``).
     alphas : sequence of float
         The grid (positive, finite).
     cv : int
@@ -369,7 +369,6 @@ class RidgeCVEngine:
         xs -= offset
         self.n_train, self.n_test = len(xt), len(xs)
         self.bounds = fold_bounds(self.n_train, int(cv))
-        self.n_features = xt.shape[1]
         self._x = self.backend.asarray(xt)
         self._x_test = self.backend.asarray(xs)  # centred: the split predictions' columns
         self._folds, self._full = _diagonalise(self.backend, self._x, self._x_test, self.bounds)
