@@ -28,7 +28,9 @@ first batch minus one batch), for sessions and feature dimensions from two runs 
 two points). Each stage's numbers are kept in ``bench/results/paper_rehearsal/<stage>.json``; a
 rerun measures only the stages without one (``--redo`` to measure again). The report
 ``bench/results/paper_rehearsal.md`` adds the projection of the whole paper (4 subjects, the
-default features of ``config.paper.yaml``) on this CPU, and its disk footprint.
+default features of ``config.paper.yaml``) on this CPU, on one GPU from FLOPs (``bench/paper_flops.py``:
+counted by torch on SD 1.4's configs; an assumed utilisation until a device run measures it), and its
+disk footprint.
 
     .venv/bin/python bench/paper_rehearsal.py [--stages pca_z decode_z ...] [--workdir DIR] [--redo]
 """
@@ -647,6 +649,40 @@ def costs_from(results: dict, machine: dict) -> dict:
                      "memory_factor x bytes held / 2^20", "rules": rules}
 
 
+def gpu_projection() -> list[tuple]:
+    """The paper on one GPU from FLOPs (bench/paper_flops.py): per stage, its jobs, FLOPs and GPU-hours.
+
+    The diffusion stages' FLOPs are counted by torch on SD 1.4's published configs; the ridge and PCA
+    stages' from brainldm.costs' work terms at the paper's sizes. No stage is measured on a device yet.
+    """
+    from paper_flops import gpu_hours, per_image_flops, ridge_flops, sd14_call_flops
+
+    from brainldm.costs import work_terms
+
+    per_image = per_image_flops(sd14_call_flops(320, 512))
+    config = rehearsal_config(TARGETS_BATCH, VOXELS_BATCH)
+    config["encoding"]["banded_n_ratios"] = BANDED_WEIGHTS
+    unet = [dim for dim in UNET_DIMS.values() for _ in range(UNET_STAGES)]
+    dims = {"z": Z_DIM, "c": C_DIM, **{f"f{k}": d for k, d in enumerate([Z_DIM] * ZC_FEATURES + unet)}}
+    sizes = rehearsal_sizes(dims=dims)
+    subject = {"subject": "subj01"}
+
+    def ridge(rule, wildcards):
+        return ridge_flops(work_terms(rule, sizes, {**subject, **wildcards}, config)["cpu"])
+
+    rows = [("extract_features, per image (SD 1.4, 320 px, 3 noise levels x 50 steps)", ALL_IMAGES,
+             per_image["features_per_image"], "diffusion"),
+            ("reconstruct_images, per test image (512 px, 50 steps, 5 samples of Xc and Xzc)", SUBJECTS * TEST_IMAGES,
+             per_image["reconstruction_per_test_image"], "diffusion"),
+            ("reduce_features (26 features)", SUBJECTS, ridge_flops(work_terms("reduce_features", sizes, subject,
+                                                                               config)["cpu"]), "ridge"),
+            ("decode_latent z", SUBJECTS, ridge("decode_latent", {"target": "z"}), "ridge"),
+            ("decode_latent c", SUBJECTS, ridge("decode_latent", {"target": "c"}), "ridge"),
+            ("encode_feature", SUBJECTS * (2 + ZC_FEATURES + len(unet)), ridge("encode_feature", {}), "ridge"),
+            ("encode_banded", SUBJECTS * BANDED_MODELS, ridge("encode_banded", {}), "ridge")]
+    return [(stage, jobs, flops, kind, jobs * gpu_hours(flops, kind)) for stage, jobs, flops, kind in rows]
+
+
 def report(results: dict, machine: dict) -> str:
     lines = ["# Paper-scale rehearsal (one subject at NSD's sizes, the pipeline's own functions)", "",
              f"Machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}; "
@@ -678,15 +714,37 @@ def report(results: dict, machine: dict) -> str:
             total += jobs * cost["cpu_s"] / 3600
             lines.append(f"| {stage} | {jobs} | {cost['wall_s'] / 3600:.2f} | {jobs * cost['cpu_s'] / 3600:.1f} | "
                          f"{cost['peak_rss_mb'] / 1024:.1f} |")
-        lines += [f"| **CPU stages** | | | **{total:.0f}** | |", "",
-                  "GPU stages (features, reconstruction, evaluation) are not projected: no device measurement yet.",
-                  "", "Disk of the intermediate files (GB):", ""]
+        lines += [f"| **CPU stages** | | | **{total:.0f}** | |", ""]
+        lines += gpu_lines()
+        lines += ["", "Disk of the intermediate files (GB):", ""]
         lines += [f"- {what}: {size:,.0f}" if size else f"- {what}" for what, size in disk.items()]
         lines.append(f"- total by default (shards removed after the gather): "
                      f"{sum(v for k, v in disk.items() if not k.startswith('(')):,.0f}")
     else:
         lines += ["", f"Not measured yet: {', '.join(sorted(needed - set(results)))} (no projection without them)."]
     return "\n".join(lines) + "\n"
+
+
+def gpu_lines() -> list[str]:
+    """The report's GPU projection (FLOPs; assumed utilisation until a device run measures it)."""
+    from paper_flops import GPU, UTILISATION
+
+    lines = ["## The whole paper on one GPU, from FLOPs (not measured: no device run yet)", "",
+             f"FLOPs: the diffusion stages counted by torch (`FlopCounterMode`) on SD 1.4's published configs "
+             f"(`bench/paper_flops.py`), the ridge and PCA stages from `brainldm.costs`' work terms (2 FLOPs per "
+             f"multiply-add). GPU-hours on one {GPU['name']} at an **assumed** {UTILISATION['diffusion']:.0%} of "
+             f"its dense float16 peak ({GPU['fp16_tflops']:.0f} TFLOP/s) for diffusion and "
+             f"{UTILISATION['ridge']:.0%} of its float32 peak ({GPU['fp32_tflops']:.0f} TFLOP/s) for the ridge "
+             "(himalaya's torch_cuda backend, float32): a device run replaces the assumption by a measurement.",
+             "", "| stage | images or jobs | TFLOP each | GPU-hours (all) |", "|---|---|---|---|"]
+    rows = gpu_projection()
+    for stage, jobs, flops, _kind, hours in rows:
+        lines.append(f"| {stage} | {jobs:,} | {flops / 1e12:,.1f} | {hours:,.1f} |")
+    lines.append(f"| **all stages** | | | **{sum(r[-1] for r in rows):,.0f}** |")
+    lines += ["", "Not counted: the evaluation networks (Inception v3, AlexNet, CLIP ViT-L/14, EfficientNet-B1, "
+              "SwAV ResNet-50: about 0.1 TFLOP per image by their published sizes, 11 images per test image: "
+              "well under 1% of the reconstructions)."]
+    return lines
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ n_samples`` samples):
 Part 1 times each method through :class:`brainldm.ldm.reconstruct.Reconstructor`
 (Xz = VAE decode, Xc = text-to-image from noise, Xzc = img2img from Xz), looping over
 the test images as :func:`reconstruct_images` does; images/s counts generated images
-(test images x samples for Xc and Xzc). Part 2 runs :func:`reconstruct_images` end to end
+(test images x samples for Xc and Xzc). Part 2 runs :func:`reconstructions_to_files` end to end
 (model loading, shards, PNGs, latents file). Medians of ``--repeats`` runs after one
 warm-up per variant, variants alternating, baseline in the same process. Samples are
 seeded per (test image, sample), so both variants should produce the same images: the
@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
 from brainldm.ldm.load import load_model  # noqa: E402
-from brainldm.ldm.reconstruct import Reconstructor, _generators, reconstruct_images  # noqa: E402
+from brainldm.ldm.reconstruct import Reconstructor, _generators, reconstructions_to_files  # noqa: E402
 from brainldm.synthetic.scenes import make_stimulus  # noqa: E402
 from brainldm.synthetic.tiny_sd import build_pipeline, save_pipeline  # noqa: E402
 from machine import describe  # noqa: E402
@@ -145,13 +145,13 @@ def main() -> None:
         results["max_abs_latent_difference_batched_vs_one_image"] = {
             m: float(np.abs(latents["batched"][m] - latents["one_image"][m]).max()) for m in ("Xc", "Xzc")}
 
-        # Part 2: reconstruct_images() end to end (loads the model, writes shards, PNGs, latents).
+        # Part 2: reconstructions_to_files() end to end (loads the model, writes shards, PNGs, latents).
         for repeat in range(args.repeats):
             for variant, bs in variants.items():
                 out = tmp / f"e2e-{variant}-{repeat}"
                 t0, c0 = time.perf_counter(), time.process_time()
-                reconstruct_images(tmp / "tiny", tmp / "z.h5", tmp / "c.h5", out / "images", out / "latents.h5",
-                            out / "shards", {**settings, "batch_size": bs}, SUBJECT)
+                reconstructions_to_files(tmp / "tiny", tmp / "z.h5", tmp / "c.h5", out / "images", out / "latents.h5",
+                                 out / "shards", {**settings, "batch_size": bs}, SUBJECT)
                 seconds = time.perf_counter() - t0
                 results["end_to_end_s"][variant].append(seconds)
                 print(f"reconstruct end to end, {variant}: {seconds:.1f} s "
@@ -208,7 +208,7 @@ def write_markdown(results: dict, args) -> None:
             f"{v}: " + ", ".join(f"Xc {r['Xc']:.1f} / Xzc {r['Xzc']:.1f}" for r in results["methods_s"][v])
             for v in variants) + ".",
         "",
-        "## End to end (`reconstruct_images`: model loading, shards, PNGs, latents file)",
+        "## End to end (`reconstructions_to_files`: model loading, shards, PNGs, latents file)",
         "",
         "| variant | batch size | median s | runs, s | test images/s |",
         "|---|---|---|---|---|",

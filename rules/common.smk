@@ -145,6 +145,16 @@ def feature_parts():
     return [f"results/features/parts/part{part}_of_{parts}.json" for part in range(parts)]
 
 
+def reconstruction_shards(wildcards):
+    return f"results/{wildcards.subject}/reconstruction/shards"
+
+
+def reconstruction_parts(wildcards):
+    """The manifests of a subject's reconstruction jobs: ``reconstruction.jobs`` of them, each its own (GPU) job."""
+    parts = config["reconstruction"]["jobs"]
+    return [f"results/{wildcards.subject}/reconstruction/parts/part{part}_of_{parts}.json" for part in range(parts)]
+
+
 def all_targets():
     """Targets of the default run: every stage that exists, for the configured subjects."""
     targets = [*trials_tables(), "results/stimuli/stimuli.h5"]
@@ -351,34 +361,65 @@ def flatmap_outputs(subject):
 # --------------------------------------------------------------------------- resources
 
 
+_SIZES = {}
+
+
 def workflow_sizes():
-    """The sizes that set the heavy jobs' costs, read from the NSD files and the model folder when they are
-    on disk (real data; the synthetic tree and model once built); None before that."""
+    """The sizes that set the heavy jobs' costs, read from the NSD files and the model folder once they are
+    on disk (real data at once; the synthetic tree and model once built, so asked again until then)."""
     from brainldm.costs import WorkflowSizes, feature_dims, subject_sizes
     from brainldm.errors import NSDInputError
 
-    if not os.path.isfile(layout.expdesign(NSD_ROOT)):
-        return None
-    try:
-        subjects = {s: subject_sizes(NSD_ROOT, s, config["ingestion"], config["rois"]) for s in SUBJECTS}
-    except (NSDInputError, OSError, ValueError) as exc:
-        print(f"resources: the rules' default requests (sizes not readable: {exc})", file=sys.stderr)
-        return None
-    model = MODEL if os.path.isdir(MODEL) else None
-    return WorkflowSizes(subjects, feature_dims(model, config["features"]) if model else None)
+    if "subjects" not in _SIZES:
+        if not os.path.isfile(layout.expdesign(NSD_ROOT)):
+            return None
+        try:
+            _SIZES["subjects"] = {s: subject_sizes(NSD_ROOT, s, config["ingestion"], config["rois"]) for s in SUBJECTS}
+        except (NSDInputError, OSError, ValueError) as exc:
+            if not _SIZES.get("noticed"):
+                print(f"resources: the rules' default requests (sizes not readable: {exc})", file=sys.stderr)
+                _SIZES["noticed"] = True
+            return None
+    if _SIZES.get("dims") is None and os.path.isdir(MODEL):
+        _SIZES["dims"] = feature_dims(MODEL, config["features"])
+    return WorkflowSizes(_SIZES["subjects"], _SIZES.get("dims"))
 
 
-SIZES = workflow_sizes()
+def _expected_cost(rule, wildcards):
+    from brainldm.costs import job_cost
+
+    return job_cost(rule, workflow_sizes(), dict(wildcards.items()), config)
+
+
+def measured_threads(rule, most):
+    """``threads`` of a heavy rule: one for a job expected to be short (brainldm.costs.job_threads), else
+    ``most``. A function of ``input``, so that Snakemake asks when the job is ready to run."""
+    from brainldm.costs import job_threads
+
+    return lambda wildcards, input: job_threads(_expected_cost(rule, wildcards), most)
+
+
+def shared_threads(most, parallel_jobs):
+    """``threads`` of a rule whose ``parallel_jobs`` jobs can run at once (the GPU rules): on a local run
+    the cores shared among them (at least 1, at most ``most``), so that on a small CPU machine they run
+    side by side on one thread each; ``most`` on a cluster and inside a cluster job."""
+
+    def threads(wildcards):
+        if not (workflow.is_main_process and workflow.local_exec):
+            return most
+        return max(1, min(most, workflow.cores // max(1, parallel_jobs)))
+
+    return threads
 
 
 def measured_resources(rule, **default):
     """``mem_mb`` and ``runtime`` of a heavy rule from its inputs' sizes and the rehearsal's coefficients
     (brainldm.costs), or ``default`` where these are not known. With BRAINLDM_PRICE set to a file, each
     job's expected cost is appended to it (brainldm.price reads it from a dry run)."""
-    from brainldm.costs import job_cost, resource_request
+    from brainldm.costs import resource_request
 
     def request(wildcards, threads, key):
-        cost = job_cost(rule, SIZES, dict(wildcards.items()), config)
+        cost = _expected_cost(rule, wildcards)
         price_file = os.environ.get("BRAINLDM_PRICE")
         if price_file and key == "mem_mb":  # once per job
             record = {"rule": rule, "wildcards": dict(wildcards.items()), "cost": cost and vars(cost)}
@@ -387,6 +428,6 @@ def measured_resources(rule, **default):
         return resource_request(cost, threads, default)[key]
 
     return {
-        "mem_mb": lambda wildcards, threads: request(wildcards, threads, "mem_mb"),
-        "runtime": lambda wildcards, threads: request(wildcards, threads, "runtime"),
+        "mem_mb": lambda wildcards, input, threads: request(wildcards, threads, "mem_mb"),
+        "runtime": lambda wildcards, input, threads: request(wildcards, threads, "runtime"),
     }

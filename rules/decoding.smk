@@ -1,4 +1,5 @@
-# Decoders from ROI betas to z and c, and the images reconstructed from them.
+# Decoders from ROI betas to z and c, and the images reconstructed from them. Priority 1: this chain
+# (decoders, reconstructions, evaluation) is the longest after the features, so it starts first.
 
 
 rule decode_latent:
@@ -11,9 +12,10 @@ rule decode_latent:
         "logs/decoding/decode_latent/{subject}_{target}.log",
     benchmark:
         "benchmarks/decoding/decode_latent/{subject}_{target}.tsv"
+    priority: 1
     conda:
         "../envs/cpu.yaml"
-    threads: 4
+    threads: measured_threads("decode_latent", 4)
     resources:
         **measured_resources("decode_latent", mem_mb=16000, runtime=240),
     params:
@@ -27,8 +29,34 @@ rule reconstruct_images:
     input:
         z="results/{subject}/decoding/z.h5",
         c="results/{subject}/decoding/c.h5",
-        stimuli="results/stimuli/stimuli.h5",
         model=model_input(),
+    output:
+        "results/{subject}/reconstruction/parts/part{part}_of_{parts}.json",
+    log:
+        "logs/decoding/reconstruct_images/{subject}_part{part}_of_{parts}.log",
+    benchmark:
+        "benchmarks/decoding/reconstruct_images/{subject}_part{part}_of_{parts}.tsv"
+    priority: 1
+    conda:
+        "../envs/gpu.yaml"
+    threads: shared_threads(4, len(SUBJECTS) * config["reconstruction"]["jobs"])
+    resources:
+        mem_mb=16000,
+        runtime=720,
+    params:
+        model=model_location,
+        settings=without_runtime(config["reconstruction"], "reconstruction"),
+        model_loading=config["model_loading"],
+        shard_dir=reconstruction_shards,
+    script:
+        "../workflow_scripts/reconstruct_images.py"
+
+
+rule gather_reconstructions:
+    input:
+        parts=reconstruction_parts,
+        z="results/{subject}/decoding/z.h5",
+        stimuli="results/stimuli/stimuli.h5",
     output:
         images=directory("results/{subject}/reconstruction/images"),
         latents="results/{subject}/reconstruction/latents.h5",
@@ -39,19 +67,14 @@ rule reconstruct_images:
             subcategory="{subject}",
         ),
     log:
-        "logs/decoding/reconstruct_images/{subject}.log",
-    benchmark:
-        "benchmarks/decoding/reconstruct_images/{subject}.tsv"
+        "logs/decoding/gather_reconstructions/{subject}.log",
+    priority: 1
     conda:
-        "../envs/gpu.yaml"
-    threads: 4
+        "../envs/cpu.yaml"
     resources:
-        mem_mb=16000,
-        runtime=720,
+        mem_mb=4000,
+        runtime=30,
     params:
-        model=model_location,
         settings=without_runtime(config["reconstruction"], "reconstruction"),
-        model_loading=config["model_loading"],
-        shard_dir=lambda wildcards, output: os.path.join(os.path.dirname(output.latents), "shards"),
     script:
-        "../workflow_scripts/reconstruct_images.py"
+        "../workflow_scripts/gather_reconstructions.py"

@@ -16,7 +16,7 @@ rule encode_feature:
         "benchmarks/encoding/encode_feature/{subject}_{feature}.tsv"
     conda:
         "../envs/cpu.yaml"
-    threads: 4
+    threads: measured_threads("encode_feature", 4)
     resources:
         **measured_resources("encode_feature", mem_mb=16000, runtime=240),
     params:
@@ -43,7 +43,7 @@ rule encode_banded:
         "benchmarks/encoding/encode_banded/{subject}_{zc}.tsv"
     conda:
         "../envs/cpu.yaml"
-    threads: 4
+    threads: measured_threads("encode_banded", 4)
     resources:
         **measured_resources("encode_banded", mem_mb=16000, runtime=480),
     params:

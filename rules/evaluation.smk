@@ -20,9 +20,10 @@ rule evaluate_subject:
         "logs/evaluation/evaluate_subject/{subject}.log",
     benchmark:
         "benchmarks/evaluation/evaluate_subject/{subject}.tsv"
+    priority: 1
     conda:
         "../envs/gpu.yaml"
-    threads: 2
+    threads: shared_threads(2, len(SUBJECTS))
     resources:
         mem_mb=16000,
         runtime=240,

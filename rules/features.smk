@@ -13,7 +13,7 @@ rule extract_features:
         "benchmarks/features/extract_features/part{part}_of_{parts}.tsv"
     conda:
         "../envs/gpu.yaml"
-    threads: 4
+    threads: shared_threads(4, config["features"]["jobs"])
     resources:
         mem_mb=16000,
         runtime=720,
@@ -59,7 +59,7 @@ rule reduce_features:
         "benchmarks/features/reduce_features/{subject}.tsv"
     conda:
         "../envs/cpu.yaml"
-    threads: 2
+    threads: measured_threads("reduce_features", 2)
     resources:
         **measured_resources("reduce_features", mem_mb=16000, runtime=120),
     params:

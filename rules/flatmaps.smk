@@ -1,5 +1,6 @@
 # pycortex flatmaps of the encoding maps: the paper's Figures 6-9 and one PNG per map.
-# A failed flatmap fails only these jobs: the NIfTI maps come from rules/encoding.smk.
+# They only draw: the NIfTI maps come from rules/encoding.smk, so with --keep-going a failed flatmap
+# leaves every other output (the default profile stops at the first failed job).
 
 
 rule draw_paper_figure:

@@ -13,10 +13,12 @@ from brainldm.costs import (
     WorkflowSizes,
     feature_dims,
     job_cost,
+    job_threads,
     resource_request,
     subject_sizes,
     work_terms,
 )
+from brainldm.costs import SMALL_JOB_CPU_S
 from nsd_headers import EARLY, GRID, VENTRAL, build_nsd_headers, build_sd14_configs
 
 ALL_BLOCKS = ["down_blocks.0", "down_blocks.1", "down_blocks.2", "down_blocks.3", "mid_block", "up_blocks.0",
@@ -122,6 +124,17 @@ def test_requests_add_margins_or_keep_the_rules_defaults():
     assert request["runtime"] == 60 * 2 + 10 and request["mem_mb"] == 13_000
     # a memory floor; a start-up allowance of 10 minutes on top of every job's time
     assert resource_request(Cost(1.0, 100.0, 0), 4, default) == {"mem_mb": 1000, "runtime": 11}
+
+
+def test_short_jobs_get_one_thread_paper_jobs_the_rules():
+    assert job_threads(Cost(cpu_s=SMALL_JOB_CPU_S / 2, peak_mb=500, output_mb=1), 4) == 1
+    assert job_threads(Cost(cpu_s=SMALL_JOB_CPU_S * 2, peak_mb=500, output_mb=1), 4) == 4
+    assert job_threads(None, 4) == 4 and job_threads(Cost(None, None, 1.0), 2) == 2  # not known: the rule's own
+    # with the committed coefficients: the suite's tiny encoding job is short, subj01's at the paper's size is not
+    tiny = paper_subject(train_trials=450, roi_voxels={"early": 300, "ventral": 400, "brain": 10_000})
+    small = dict(CONFIG, pca={"n_components": 149})
+    assert job_threads(job_cost("encode_feature", tiny, {"subject": "subj01"}, small), 4) == 1
+    assert job_threads(job_cost("encode_feature", paper_subject(), {"subject": "subj01"}, CONFIG), 4) == 4
 
 
 def test_the_committed_coefficients_keep_paper_jobs_within_a_node():

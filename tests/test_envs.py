@@ -186,12 +186,12 @@ def test_cpu_rules_run_without_the_gpu_packages():
     for rule in cpu_rules:
         script = (REPO / "workflow_scripts" / f"{rule}.py").read_text()
         imports += [line for line in script.splitlines() if line.startswith(("from brainldm", "import brainldm"))]
-    # himalaya's numpy backend and the ridge's backend choice must not need torch either
+    # himalaya's numpy backend and the backend choice must not need torch either
     code = BLOCK_GPU_PACKAGES.format(names=blocked) + "\n".join(dict.fromkeys(imports)) + """
 from himalaya.backend import set_backend
-from brainldm.ridge import resolve_backend
-set_backend(resolve_backend("auto"))
-print(resolve_backend("auto"))
+from brainldm.device import himalaya_backend
+set_backend(himalaya_backend("auto"))
+print(himalaya_backend("auto"))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]

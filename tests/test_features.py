@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from brainldm.ldm.features import FeatureExtractor, features_to_files, preprocess_images, read_stimuli_index
-from brainldm.ldm.load import load_model, resolve_device
+from brainldm.ldm.load import load_model
 from brainldm.ldm.names import (
     FEATURE_DEFAULTS,
     denoising_steps,
@@ -156,17 +156,6 @@ def test_names_stable_and_safe():
 def test_names_module_does_not_import_torch():
     code = "import sys, brainldm.ldm.names, brainldm.ldm; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_resolve_device():
-    assert resolve_device("cpu") == (torch.device("cpu"), torch.float32)
-    device, dtype = resolve_device("auto")
-    assert (device.type, dtype) == (("cuda", torch.float16) if torch.cuda.is_available() else ("cpu", torch.float32))
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
-            resolve_device("cuda:1")
-    with pytest.raises(ValueError, match="not 'auto'"):
-        resolve_device("gpu please")
 
 
 # ---------------------------------------------------------------- features

@@ -90,8 +90,8 @@ def test_features_and_reconstruction_run_with_the_papers_sampler(name, folders, 
             h5["nsd_ids"] = np.array(IDS[:2])
             h5.attrs["shape"] = shape
     out = tmp_path / "recon"
-    recon_mod.reconstruct_images(folder, decoded / "z.h5", decoded / "c.h5", out / "images", out / "latents.h5",
-                          out / "shards", RECONSTRUCTION, "subj01", model_loading=loading)
+    recon_mod.reconstructions_to_files(folder, decoded / "z.h5", decoded / "c.h5", out / "images", out / "latents.h5",
+                                       out / "shards", RECONSTRUCTION, "subj01", model_loading=loading)
     assert len(list((out / "images").rglob("*.png"))) == 2 * (1 + 2 * RECONSTRUCTION["n_samples"])
     with h5py.File(out / "latents.h5", "r") as h5:
         assert h5.attrs["scheduler"] == "DDIMScheduler"

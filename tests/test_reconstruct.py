@@ -11,6 +11,7 @@ import pytest
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
 from brainldm.ldm import reconstruct as recon_mod
+from brainldm.ldm.gather import gather_reconstructions
 from brainldm.synthetic.tiny_sd import build_pipeline, save_pipeline
 
 SETTINGS = {"device": "cpu", "output_size": 32, "num_inference_steps": 5, "strength": 0.8, "guidance_scale": 5.0,
@@ -44,8 +45,8 @@ def decoded(tmp_path_factory, model):
 
 
 def _run(model, decoded, out, settings=SETTINGS):
-    recon_mod.reconstruct_images(model, decoded / "z.h5", decoded / "c.h5", out / "images", out / "latents.h5",
-                          out / "shards", settings, "subj01")
+    recon_mod.reconstructions_to_files(model, decoded / "z.h5", decoded / "c.h5", out / "images", out / "latents.h5",
+                                       out / "shards", settings, "subj01")
 
 
 def _digests(folder):
@@ -67,6 +68,27 @@ def test_outputs_and_same_seed_identical(model, decoded, tmp_path):
     other = _digests(tmp_path / "c" / "images")
     assert other["Xz/00004.png"] == first["Xz/00004.png"]  # Xz is deterministic
     assert other["Xzc/00004_0.png"] != first["Xzc/00004_0.png"]
+
+
+def _files(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("n_parts", [2, 3])
+def test_parts_gather_into_the_one_job_files(model, decoded, tmp_path, n_parts):
+    """k reconstruction jobs (one of them empty for k = 3: 2 shards) give the one job's files, byte for byte."""
+    _run(model, decoded, tmp_path / "one")
+    out = tmp_path / "parts"
+    manifests = [out / "parts" / f"part{i}_of_{n_parts}.json" for i in range(n_parts)]
+    for i in reversed(range(n_parts)):  # any order
+        recon_mod.reconstruct_images(model, decoded / "z.h5", decoded / "c.h5", manifests[i], out / "shards",
+                                     SETTINGS, "subj01", part=(i, n_parts))
+    with pytest.raises(ValueError, match="expected parts 0-"):
+        gather_reconstructions(manifests[1:], decoded / "z.h5", out / "images", out / "latents.h5", SETTINGS)
+    gather_reconstructions(manifests, decoded / "z.h5", out / "images", out / "latents.h5", SETTINGS)
+    assert _files(out / "images") == _files(tmp_path / "one" / "images")
+    assert (out / "latents.h5").read_bytes() == (tmp_path / "one" / "latents.h5").read_bytes()
+    assert not (out / "shards").exists()
 
 
 def test_sd14_code_path_and_arguments(model, decoded, tmp_path, monkeypatch):

@@ -99,9 +99,10 @@ def slurm_run(slurm_cluster, tmp_path_factory):
     start = time.monotonic()
     try:
         # the node has this machine's CPUs; --max-threads keeps each job's --cpus-per-task within
-        # them, as --cores does for the local run (same threads, so the same numbers)
+        # them, as --cores does for the local run, and the GPU rules get the one thread each that the
+        # local run on 2 cores shares out to its 2 subjects' jobs (same threads, so the same numbers)
         result = run_snakemake(workdir, "--profile", str(PROFILE), "--max-threads", str(os.cpu_count()),
-                               timeout=RUN_TIMEOUT)
+                               "--set-threads", "reconstruct_images=1", "evaluate_subject=1", timeout=RUN_TIMEOUT)
     except subprocess.TimeoutExpired:
         pytest.fail(f"the SLURM run took more than {RUN_TIMEOUT} s:\n{_squeue()}")
     seconds = time.monotonic() - start

@@ -1,4 +1,4 @@
-"""Rule reconstruct_images: Xz, Xc and Xzc of every test image of one subject."""
+"""Rule reconstruct_images: Xz, Xc and Xzc of one part of a subject's test images, into shards."""
 
 from brainldm.config import with_runtime
 from brainldm.ldm.reconstruct import reconstruct_images
@@ -9,12 +9,11 @@ reconstruct_images(
     model=snakemake.params.model,
     z_path=snakemake.input.z,
     c_path=snakemake.input.c,
-    image_dir=snakemake.output.images,
-    latents_path=snakemake.output.latents,
+    manifest_path=snakemake.output[0],
     shard_dir=snakemake.params.shard_dir,
     settings=with_runtime(snakemake.params.settings, snakemake.config, "reconstruction"),
     subject=snakemake.wildcards.subject,
-    stimuli_path=snakemake.input.stimuli,
-    sheet_path=snakemake.output.sheet,
+    part=(int(snakemake.wildcards.part), int(snakemake.wildcards.parts)),
     model_loading=snakemake.params.model_loading,
+    threads=snakemake.threads,
 )

@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 #: scripts add them back from the configuration (:func:`with_runtime`).
 RUNTIME_KEYS = {
     "features": ("device", "batch_size", "shard_size", "jobs", "keep_shards"),
-    "reconstruction": ("device", "batch_size", "shard_size"),
+    "reconstruction": ("device", "batch_size", "shard_size", "jobs", "keep_shards"),
     "decoding": ("backend", "n_targets_batch"),
     "encoding": ("backend", "n_targets_batch"),
     "evaluation": ("device", "batch_size"),

@@ -39,6 +39,7 @@ __all__ = [
     "work_terms",
     "job_cost",
     "resource_request",
+    "job_threads",
 ]
 
 COSTS_FILE = Path(__file__).with_name("data") / "job_costs.json"
@@ -50,6 +51,9 @@ COUNTED_RULES = ("gather_features",)
 #: start-up allowance for the runtime and a floor for the memory.
 TIME_MARGIN, TIME_FLOOR_MIN = 2.0, 10
 MEMORY_MARGIN, MEMORY_FLOOR_MB = 1.3, 1000
+#: A job expected to need less CPU time than this gets one thread: its Python start-up and threading
+#: overheads outweigh a second thread, and two such jobs side by side finish sooner (the demo's jobs).
+SMALL_JOB_CPU_S = 60
 
 
 @dataclass(frozen=True)
@@ -252,3 +256,11 @@ def resource_request(cost: Cost | None, threads: int, default: Mapping) -> dict[
     wall_min = cost.cpu_s / max(1, threads) / 60
     return {"mem_mb": int(max(MEMORY_FLOOR_MB, math.ceil(cost.peak_mb * MEMORY_MARGIN / 100) * 100)),
             "runtime": int(math.ceil(wall_min * TIME_MARGIN) + TIME_FLOOR_MIN)}
+
+
+def job_threads(cost: Cost | None, most: int) -> int:
+    """Threads of a job: 1 when it is expected to take under :data:`SMALL_JOB_CPU_S` CPU seconds, else
+    ``most`` (the rule's own value; also when the cost is not known)."""
+    if cost is not None and cost.cpu_s is not None and cost.cpu_s < SMALL_JOB_CPU_S:
+        return 1
+    return int(most)

@@ -41,7 +41,8 @@ import numpy as np
 from .config import complete_settings, section_defaults
 from .io import atomic_path
 from .nsd.layout import STREAMS_LABELS
-from .ridge import RidgeCVEngine, Standardizer, check_finite, resolve_backend
+from .device import himalaya_backend
+from .ridge import RidgeCVEngine, Standardizer, check_finite
 from .stats import VoxelStats, pearson_r, r2_score, voxel_stats
 from .volume import save_map
 
@@ -397,7 +398,7 @@ def banded_encoding(xs_train: Sequence, y_train, xs_test: Sequence, y_test, band
     if n_vox == 0:
         raise EncodingInputError("the voxel mask selects no voxel")
     n_test = len(xs_test[0])
-    name = resolve_backend(s["backend"])
+    name = himalaya_backend(s["backend"])
     width = xs_train[0].shape[1]
     groups = [slice(0, width), slice(width, width + xs_train[1].shape[1])]
     out = {key: np.zeros(n_vox) for key in ("r", "r2", "alpha")}

@@ -223,6 +223,58 @@ def prepare_filestore(settings: Mapping, transform_dir=None):
 # --------------------------------------------------------------------------- drawing
 
 
+def _build_caches(cortex, s: Mapping) -> None:
+    """Draw an empty flatmap once, so that pycortex's cache files (flat mask, pixel map, curvature) exist
+    before jobs draw in parallel (pycortex writes them on first use, not atomically)."""
+    import matplotlib.pyplot as plt
+
+    shape = tuple(cortex.db.get_xfm(s["subject"], s["transform"]).shape)
+    volume = cortex.Volume(np.full(shape, np.nan, np.float32), s["subject"], s["transform"], vmin=0, vmax=1)
+    fig = cortex.quickflat.make_figure(volume, with_rois=False, with_colorbar=False,
+                                       with_curvature=s["with_curvature"], height=s["height"])
+    plt.close(fig)
+
+
+@contextlib.contextmanager
+def _textures_once():
+    """Within the block, Inkscape renders each SVG overlay texture (the ROI outlines) once: it takes
+    seconds and is the same for every map of a subject."""
+    from cortex.svgoverlay import SVGOverlay as overlay
+
+    original = overlay.get_texture
+    rendered = {}
+
+    def get_texture(self, layer_name, height, name=None, background=None, labels=True, shape_list=None,
+                    shadow=None, **kwargs):
+        if background is not None:
+            return original(self, layer_name, height, name=name, background=background, labels=labels,
+                            shape_list=shape_list, shadow=shadow, **kwargs)
+        key = (os.fspath(self.svgfile), layer_name, int(height), bool(labels),
+               None if shape_list is None else tuple(shape_list), shadow,
+               tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
+        if key not in rendered:
+            rendered[key] = original(self, layer_name, height, name=name, labels=labels, shape_list=shape_list,
+                                     shadow=shadow, **kwargs)
+        return rendered[key].copy()
+
+    overlay.get_texture = get_texture
+    try:
+        yield
+    finally:
+        overlay.get_texture = original
+
+
+@contextlib.contextmanager
+def _pycortex(s: Mapping, transform_dir=None):
+    """pycortex ready to draw: filestore prepared and caches built under the filestore's lock, then
+    released, so that jobs draw side by side; overlay textures rendered once."""
+    with _locked(Path(s["filestore"])):
+        cortex = prepare_filestore(s, transform_dir)
+        _build_caches(cortex, s)
+    with _textures_once():
+        yield cortex
+
+
 def _load_zyx(cortex, map_path, subject: str, transform: str, mask_path=None, kind: str = "value") -> np.ndarray:
     """A NIfTI map as pycortex's (Z, Y, X) float array; NaN where nothing is drawn."""
     import nibabel as nib
@@ -309,8 +361,7 @@ def render_flatmap(map_path, out_png, settings: Mapping | None, transform_dir=No
         Selects ``settings["subjects"][nsd_subject]`` overrides.
     """
     s = flatmap_settings(settings, nsd_subject)
-    with _locked(Path(s["filestore"])):
-        cortex = prepare_filestore(s, transform_dir)
+    with _pycortex(s, transform_dir) as cortex:
         _draw_one(cortex, s, map_path, out_png, kind, mask_path, labels_path)
 
 
@@ -343,26 +394,16 @@ def draw_map_flatmaps(maps: Mapping[str, Mapping], out_dir, settings: Mapping | 
         "labels": TSV or None}`` (see :func:`render_flatmap`).
     out_dir : path
         Folder of the PNGs; it is complete only when this function returns (built in a
-        temporary sibling and renamed).
+        temporary sibling and renamed, :func:`brainldm.io.atomic_path`).
     settings, transform_dir, nsd_subject
         As in :func:`render_flatmap`.
     """
     s = flatmap_settings(settings, nsd_subject)
-    out_dir = Path(out_dir)
-    partial = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        with _locked(Path(s["filestore"])):
-            cortex = prepare_filestore(s, transform_dir)
-            for name, panel in maps.items():
-                _draw_one(cortex, s, panel["map"], partial / f"{name}.png", panel.get("kind", "value"),
-                          panel.get("mask"), panel.get("labels"))
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    shutil.rmtree(out_dir, ignore_errors=True)
-    partial.rename(out_dir)
+    with _pycortex(s, transform_dir) as cortex, atomic_path(out_dir) as partial:
+        partial.mkdir()
+        for name, panel in maps.items():
+            _draw_one(cortex, s, panel["map"], partial / f"{name}.png", panel.get("kind", "value"),
+                      panel.get("mask"), panel.get("labels"))
 
 
 def render_panel(grid: Sequence[Sequence[Mapping | None]], out_png, settings: Mapping | None, transform_dir=None,
@@ -393,8 +434,7 @@ def render_panel(grid: Sequence[Sequence[Mapping | None]], out_png, settings: Ma
     n_rows, n_cols = len(rows), max((len(row) for row in rows), default=0)
     if not n_rows or not n_cols:
         raise ValueError("render_panel needs at least one panel")
-    with _locked(Path(s["filestore"])):
-        cortex = prepare_filestore(s, transform_dir)
+    with _pycortex(s, transform_dir) as cortex:
         data = {}
         labels = {}
         for i, row in enumerate(rows):

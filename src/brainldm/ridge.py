@@ -16,19 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .device import himalaya_backend
+
 log = logging.getLogger(__name__)
-
-
-def resolve_backend(backend: str = "auto") -> str:
-    """himalaya backend name for ``backend`` (``auto``, ``numpy``, ``torch``, ``torch_cuda``, ...)."""
-    if backend != "auto":
-        return backend
-    try:
-        import torch
-
-        return "torch_cuda" if torch.cuda.is_available() else "numpy"
-    except ImportError:
-        return "numpy"
 
 
 def check_finite(name: str, array: np.ndarray) -> None:
@@ -321,7 +311,7 @@ class RidgeCVEngine:
     cv : int
         Number of folds (unshuffled KFold, so folds are blocks of consecutive rows).
     backend : str
-        See :func:`resolve_backend`; any himalaya backend (``numpy``, ``torch``,
+        See :func:`brainldm.device.himalaya_backend`; any himalaya backend (``numpy``, ``torch``,
         ``torch_cuda``, ...): the computation runs on it.
     standardize : bool
         z-score X's columns with the training rows' statistics first (the decoders,
@@ -356,7 +346,7 @@ class RidgeCVEngine:
             raise ValueError(f"{cv}-fold CV needs at least {cv} training rows, X has {len(x_train)}")
         for label, array in (("X train", x_train), ("X test", x_test)):
             check_finite(label, array)
-        self.backend_name = resolve_backend(backend)
+        self.backend_name = himalaya_backend(backend)
         self.backend = set_backend(self.backend_name, on_error="raise")
         if standardize:
             scaler = Standardizer.fit(x_train)
@@ -433,7 +423,7 @@ def fit_predict(
     cv : int
         Number of folds (unshuffled KFold, so folds are blocks of consecutive trials).
     backend : str
-        See :func:`resolve_backend`.
+        See :func:`brainldm.device.himalaya_backend`.
     n_targets_batch : int, optional
         Targets per batch (all at once when None).
     """

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..device import torch_device
 from ..seeds import derive_seed
 from .images import resize_images
 from .protocols import Readout, View
@@ -152,13 +153,6 @@ def load_network(net: str, settings: dict) -> torch.nn.Module:
     return module.eval().requires_grad_(False)
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` is CUDA when present, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def preprocess(images: np.ndarray, view: View, device: torch.device) -> torch.Tensor:
     """uint8 RGB images (B, H, W, 3) -> normalised float input (B, 3, size, size) of ``view``."""
     from torchvision.transforms.v2 import functional as F
@@ -180,7 +174,7 @@ class FeatureExtractor:
 
     def __init__(self, readouts, settings: dict):
         self.readouts = tuple(readouts)
-        self.device = resolve_device(settings["device"])
+        self.device = torch_device(settings["device"], "evaluation.device", half_on_cuda=False)[0]
         self.nets = {net: load_network(net, settings).to(self.device)
                      for net in dict.fromkeys(r.view.net for r in self.readouts)}
         for r in self.readouts:

@@ -15,14 +15,12 @@ __all__ = [
     "feature_names",
     "feature_specs",
     "with_defaults",
-    "resolve_device",
     "load_model",
     "extract_features",
     "FeatureExtractor",
 ]
 
 _LAZY = {
-    "resolve_device": "load",
     "load_model": "load",
     "extract_features": "features",
     "FeatureExtractor": "features",

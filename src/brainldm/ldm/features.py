@@ -51,11 +51,11 @@ from PIL import Image
 
 from .. import __version__
 from ..io import atomic_path
-from ..shards import clean_partial_shards, fingerprint, mark_complete, shard_is_complete
+from ..shards import clean_partial_shards, fingerprint, mark_complete, part_shards, shard_is_complete, write_part_manifest
 from ..errors import NSDInputError
 from ..seeds import derive_seed
 from .load import img2img_timesteps, load_model, model_fingerprint, scheduler_provenance
-from .gather import check_out_paths, gather_features, part_shards, write_part_manifest
+from .gather import check_out_paths, gather_features
 from .names import FeatureSpec, feature_names, feature_specs, img2img_strengths, stage_step, storage_dtype, with_defaults
 
 __all__ = [
@@ -539,11 +539,11 @@ def extract_features(model, stimuli_path: str | os.PathLike, manifest_path: str 
     }, sort_keys=True)
     shard_dir = Path(shard_dir)
     shard_dir.mkdir(parents=True, exist_ok=True)
-    clean_partial_shards(shard_dir)
 
     n, shard_size = len(index), config["shard_size"]
     n_shards = math.ceil(n / shard_size)
     mine = part_shards(n_shards, part[0], n_parts)
+    clean_partial_shards(shard_dir, mine)
     log.info("features of %d images in %d shards of %d; part %d of %d: shards %d-%d, on %s (%s), batch size %d: %s",
              n, n_shards, shard_size, part[0] + 1, n_parts, mine.start + 1, mine.stop, extractor.device,
              extractor.dtype, config["batch_size"], ", ".join(names))
@@ -570,7 +570,7 @@ def extract_features(model, stimuli_path: str | os.PathLike, manifest_path: str 
         total = time.perf_counter() - started
         log.info("computed %d images in %.1f s (%.2f images/s)", computed, total, computed / total)
 
-    write_part_manifest(manifest_path, part=part, shard_dir=shard_dir, nsd_ids=index.nsd_ids, names=names,
+    write_part_manifest(manifest_path, part=part, shard_dir=shard_dir, nsd_ids=index.nsd_ids, contents=names,
                         shards=shards, common={
                             "model": model_name,
                             "features_config": json.dumps(config_without_runtime(config), sort_keys=True),

@@ -1,10 +1,11 @@
-"""Feature files gathered from the shards of one or more feature jobs (no torch: a CPU job).
+"""The files of the GPU stages gathered from the shards of their parts (no torch: CPU jobs).
 
-:func:`brainldm.ldm.features.extract_features` computes part ``i`` of ``k`` of the images
-into fingerprinted shards and writes a manifest (JSON) of them; :func:`gather_features`
-checks that the manifests of all ``k`` parts cover every image of the stimuli file once,
-with shards that are still the ones the parts wrote, and writes one HDF5 file per feature.
-The files do not depend on ``k``.
+:func:`brainldm.ldm.features.extract_features` and :func:`brainldm.ldm.reconstruct.reconstruct_images`
+compute part ``i`` of ``k`` of their images into fingerprinted shards with a manifest
+(:mod:`brainldm.shards`); :func:`gather_features` writes one HDF5 file per feature and
+:func:`gather_reconstructions` a subject's PNGs, latents and contact sheet, after checking that
+the parts' shards cover every image once and are still the ones the parts wrote. The files do
+not depend on ``k``.
 """
 
 from __future__ import annotations
@@ -12,18 +13,18 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
+from PIL import Image
 
 from ..io import atomic_path
-from ..shards import fingerprint, shard_is_complete
-from .names import FeatureSpec, feature_specs, with_defaults
+from ..shards import read_part_manifests, remove_shards
+from .names import METHODS, FeatureSpec, feature_specs, image_name, with_defaults
 
-__all__ = ["part_shards", "write_part_manifest", "check_out_paths", "gather_features"]
+__all__ = ["check_out_paths", "gather_features", "gather_reconstructions", "contact_sheet"]
 
 log = logging.getLogger(__name__)
 
@@ -40,63 +41,6 @@ def _merged_chunks(n_rows: int, dim: int) -> tuple[int, int]:
     """
     cols = max(1, min(dim, _MERGED_CHUNK_COLS))
     return max(1, min(n_rows, (1 << 20) // cols)), cols
-
-
-def part_shards(n_shards: int, part: int, n_parts: int) -> range:
-    """Shards of part ``part`` of ``n_parts``: the ``part``-th of ``n_parts`` contiguous runs (maybe empty)."""
-    return range(part * n_shards // n_parts, (part + 1) * n_shards // n_parts)
-
-
-def _ids_digest(nsd_ids: np.ndarray) -> str:
-    return fingerprint("nsd_ids", np.asarray(nsd_ids, dtype=np.int64))
-
-
-def write_part_manifest(path, part: tuple[int, int], shard_dir, nsd_ids: np.ndarray, names: Sequence[str],
-                        shards: list[dict], common: Mapping) -> None:
-    """The manifest of one feature job: which shards it made (with their fingerprints) and for which images.
-
-    ``common``: the attributes every feature file records (model, configuration, device...).
-    """
-    manifest = {
-        "part": int(part[0]), "parts": int(part[1]), "shard_dir": os.fspath(shard_dir),
-        "n_images": int(len(nsd_ids)), "nsd_ids": _ids_digest(nsd_ids), "features": list(names),
-        "shards": shards, "common": dict(common),
-    }
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
-
-
-def _read_manifests(paths: Sequence, nsd_ids: np.ndarray, names: list[str], stimuli_path) -> tuple[list, dict]:
-    """The shards of all parts in image order, and the common attributes; every disagreement is named."""
-    manifests = [(os.fspath(p), json.loads(Path(p).read_text())) for p in paths]
-    first_path, first = manifests[0]
-    n_parts = first["parts"]
-    found = sorted(m["part"] for _, m in manifests)
-    if found != list(range(n_parts)):
-        raise ValueError(f"feature job manifests {[p for p, _ in manifests]}: expected parts 0-{n_parts - 1}, "
-                         f"found {found}")
-    shards = []
-    for path, manifest in manifests:
-        for key, expected in (("parts", n_parts), ("common", first["common"])):
-            if manifest[key] != expected:
-                raise ValueError(f"{path}: {key} {manifest[key]!r} differ from {first_path}'s {expected!r} "
-                                 "(parts made by different runs or settings: rerun the feature jobs)")
-        if manifest["n_images"] != len(nsd_ids) or manifest["nsd_ids"] != _ids_digest(nsd_ids):
-            raise ValueError(f"{path}: made for other images than {stimuli_path} holds ({manifest['n_images']} "
-                             f"images, {len(nsd_ids)} now): rerun the feature jobs")
-        if manifest["features"] != names:
-            raise ValueError(f"{path}: features {manifest['features']} but the configuration asks for {names}")
-        shards += [dict(shard, path=Path(manifest["shard_dir"]) / shard["file"]) for shard in manifest["shards"]]
-    shards.sort(key=lambda shard: shard["start"])
-    edges = [0] + [shard["stop"] for shard in shards]
-    if [shard["start"] for shard in shards] != edges[:-1] or edges[-1] != len(nsd_ids):
-        raise ValueError(f"the shards of {[p for p, _ in manifests]} do not cover images 0-{len(nsd_ids) - 1} "
-                         "exactly once")
-    for shard in shards:
-        if not shard_is_complete(shard["path"], shard["fingerprint"], nsd_ids[shard["start"]:shard["stop"]]):
-            raise ValueError(f"{shard['path']}: missing or not the shard its feature job wrote "
-                             "(removed or overwritten since): rerun the feature jobs")
-    return shards, first["common"]
 
 
 def check_out_paths(out_paths: Mapping, names: Sequence[str]) -> None:
@@ -140,13 +84,9 @@ def gather_features(part_manifests: Sequence, stimuli_path, out_paths: Mapping, 
     check_out_paths(out_paths, names)
     with h5py.File(stimuli_path, "r") as h5:
         nsd_ids = np.asarray(h5["nsd_ids"][()], dtype=np.int64)
-    shards, common = _read_manifests(part_manifests, nsd_ids, names, stimuli_path)
+    shards, common = read_part_manifests(part_manifests, nsd_ids, names, "feature jobs")
     _assemble(shards, nsd_ids, specs, out_paths, common)
-    if not config["keep_shards"]:
-        for shard in shards:
-            with contextlib.suppress(FileNotFoundError):
-                shard["path"].unlink()
-        log.info("removed the %d shards (features.keep_shards: false)", len(shards))
+    remove_shards(shards, config["keep_shards"], "features.keep_shards")
 
 
 def _assemble(shards: list[dict], nsd_ids: np.ndarray, specs: Sequence[FeatureSpec], out_paths: Mapping,
@@ -191,3 +131,75 @@ def _assemble(shards: list[dict], nsd_ids: np.ndarray, specs: Sequence[FeatureSp
                     for a, b in zip(edges, edges[1:]):
                         target[a:b] = source[a - start:b - start]
     log.info("wrote %d feature files of %d images", len(specs), n)
+
+
+def _read_ids(path) -> np.ndarray:
+    with h5py.File(path, "r") as h5:
+        return h5["nsd_ids"][()]
+
+
+def gather_reconstructions(part_manifests, z_path, image_dir, latents_path, settings: dict, stimuli_path=None,
+                           sheet_path=None) -> None:
+    """The images and latents of a subject's reconstructions from the shards of every part.
+
+    Parameters
+    ----------
+    part_manifests : sequence of path
+        The manifests of :func:`brainldm.ldm.reconstruct.reconstruct_images`, one per part.
+    z_path : path
+        The decoded z (its ``nsd_ids`` are the test images the parts were to reconstruct).
+    image_dir : path
+        Output folder of PNGs: ``Xz/<id>.png``, ``Xc/<id>_<sample>.png``, ``Xzc/<id>_<sample>.png``.
+    latents_path : path
+        Output HDF5 of the final latents (``Xc``, ``Xzc``: (n_images, n_samples, ...)) and
+        ``nsd_ids``; attributes ``settings`` (JSON, without the keys that do not change values),
+        ``subject``, ``model``, ``scheduler``, ``scheduler_config``, ``shipped_scheduler``.
+    settings : dict
+        ``config["reconstruction"]``: ``keep_shards: true`` keeps the shards after the files
+        are written (the parts' resume state).
+    stimuli_path, sheet_path : path, optional
+        The stimuli HDF5 and the contact sheet PNG to write (original | Xz | Xc | Xzc).
+
+    The files do not depend on the number of parts.
+    """
+    z_ids = _read_ids(z_path)
+    shards, common = read_part_manifests(part_manifests, z_ids, METHODS, "reconstruction jobs")
+    image_dir = Path(image_dir)
+    with atomic_path(latents_path) as tmp, h5py.File(tmp, "w") as out:
+        parts = [h5py.File(shard["path"], "r") for shard in shards]
+        try:
+            for part in parts:  # the PNGs of every shard into the output folder
+                part["png"].visititems(lambda name, item: _write_png(item, image_dir / name)
+                                       if isinstance(item, h5py.Dataset) else None)
+            for key in ("Xc", "Xzc"):
+                out.create_dataset(key, data=np.concatenate([p[key][()] for p in parts]), track_times=False)
+            out.create_dataset("nsd_ids", data=z_ids, track_times=False)
+        finally:
+            for p in parts:
+                p.close()
+        out.attrs.update(common)
+    if sheet_path is not None:
+        contact_sheet(stimuli_path, image_dir, z_ids, sheet_path)
+    remove_shards(shards, settings.get("keep_shards", False), "reconstruction.keep_shards")
+
+
+def _write_png(dataset, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(dataset[()].tobytes())
+
+
+def contact_sheet(stimuli_path, image_dir, nsd_ids, out_path, n_rows: int = 8, tile: int = 128) -> None:
+    """A PNG grid: one row per test image, columns original | Xz | Xc | Xzc (first sample)."""
+    image_dir = Path(image_dir)
+    ids = np.asarray(nsd_ids)[:n_rows]
+    sheet = Image.new("RGB", (4 * tile, len(ids) * tile), "white")
+    with h5py.File(stimuli_path, "r") as h5:
+        stim_ids = h5["nsd_ids"][()]
+        for r, nsd_id in enumerate(ids):
+            row = int(np.searchsorted(stim_ids, nsd_id))
+            tiles = [Image.fromarray(h5["images"][row])]
+            tiles += [Image.open(image_dir / image_name(m, nsd_id, 0)) for m in METHODS]
+            for col, im in enumerate(tiles):
+                sheet.paste(im.convert("RGB").resize((tile, tile), Image.Resampling.LANCZOS), (col * tile, r * tile))
+    with atomic_path(out_path) as tmp:
+        sheet.save(tmp, format="PNG")

@@ -19,55 +19,16 @@ import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, StableDiffusionImg2ImgPipeline
 from diffusers.utils import is_accelerate_available
 
+from ..device import torch_device
 from .model_folder import ModelFolderError, check_model_folder, looks_like_local_path, weight_files
 
-__all__ = ["resolve_device", "load_pipeline", "load_model", "use_scheduler", "scheduler_provenance", "model_fingerprint",
+__all__ = ["load_pipeline", "load_model", "use_scheduler", "scheduler_provenance", "model_fingerprint",
            "img2img_timesteps", "SCHEDULERS"]
 
 log = logging.getLogger(__name__)
 
 #: ``model_loading.scheduler`` values: the paper's DDIM built from the shipped config, or the shipped one.
 SCHEDULERS = ("ddim", "shipped")
-
-
-def resolve_device(device: str | torch.device = "auto") -> tuple[torch.device, torch.dtype]:
-    """The torch device and weight dtype for a ``features.device`` value.
-
-    Parameters
-    ----------
-    device : str or torch.device, default "auto"
-        ``"auto"``: the first CUDA device with float16 when CUDA is available,
-        else the CPU with float32. ``"cpu"``: float32. ``"cuda"``,
-        ``"cuda:N"``: float16 (SD 1.x's usual inference precision).
-
-    Returns
-    -------
-    (torch.device, torch.dtype)
-
-    Raises
-    ------
-    ValueError
-        A string torch does not read as a device.
-    RuntimeError
-        A CUDA device asked for where CUDA is not available (or the index is out of range).
-    """
-    if isinstance(device, str) and device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device()), torch.float16
-        return torch.device("cpu"), torch.float32
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"features.device {device!r} is not 'auto', 'cpu', 'cuda' or 'cuda:N': {exc}") from exc
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"features.device is {device!r} but CUDA is not available on this machine "
-                               "(use 'auto' or 'cpu')")
-        index = resolved.index if resolved.index is not None else torch.cuda.current_device()
-        if index >= torch.cuda.device_count():
-            raise RuntimeError(f"features.device is {device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
-        return torch.device("cuda", index), torch.float16
-    return resolved, torch.float32
 
 
 def load_pipeline(
@@ -195,7 +156,7 @@ def load_model(model: str | os.PathLike | DiffusionPipeline, device: str | torch
         A diffusers folder or hub id, loaded with :func:`load_pipeline`, or an
         already built pipeline (moved in place).
     device : str or torch.device, default "auto"
-        See :func:`resolve_device`.
+        See :func:`brainldm.device.torch_device`.
     scheduler : {"ddim", "shipped"}, default "ddim"
         See :func:`use_scheduler`.
     variant : str, optional
@@ -205,11 +166,11 @@ def load_model(model: str | os.PathLike | DiffusionPipeline, device: str | torch
     -------
     diffusers.StableDiffusionImg2ImgPipeline
     """
-    torch_device, dtype = resolve_device(device)
+    resolved, dtype = torch_device(device, "features.device or reconstruction.device")
     if isinstance(model, DiffusionPipeline):
         # to(device, dtype) on a pipeline already in that dtype only logs diffusers' "kept in float32" notice.
-        pipe = model.to(torch_device, dtype) if model.unet.dtype != dtype else model.to(torch_device)
+        pipe = model.to(resolved, dtype) if model.unet.dtype != dtype else model.to(resolved)
     else:
-        pipe = load_pipeline(model, device=torch_device, dtype=dtype, variant=variant)
+        pipe = load_pipeline(model, device=resolved, dtype=dtype, variant=variant)
     pipe.set_progress_bar_config(disable=True)
     return use_scheduler(pipe, scheduler)

@@ -19,7 +19,6 @@ import io
 import json
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from PIL import Image
 
 from ..config import without_runtime
 from ..io import atomic_path
-from ..shards import clean_partial_shards, fingerprint, mark_complete, shard_is_complete
+from ..shards import clean_partial_shards, fingerprint, mark_complete, part_shards, shard_is_complete, write_part_manifest
 from ..seeds import derive_seed
 from .names import METHODS, image_name
 
@@ -116,14 +115,17 @@ def _read_prediction(path) -> tuple[np.ndarray, np.ndarray, tuple]:
         return h5["predictions"][()], h5["nsd_ids"][()], tuple(int(n) for n in h5.attrs["shape"])
 
 
-def reconstruct_images(model, z_path, c_path, image_dir, latents_path, shard_dir, settings: dict, subject: str,
-                stimuli_path=None, sheet_path=None, model_loading: dict | None = None) -> None:
-    """Reconstruct every test image of a subject from its decoded z and c.
+def reconstruct_images(model, z_path, c_path, manifest_path, shard_dir, settings: dict, subject: str,
+                       part: tuple[int, int] = (0, 1), model_loading: dict | None = None,
+                       threads: int | None = None) -> None:
+    """Reconstruct part ``i`` of ``k`` of a subject's test images from their decoded z and c.
 
-    Test images are processed in shards of ``settings["shard_size"]``; each
-    shard's PNGs and latents are written before the shard is marked complete,
-    so a killed job resumes at the first incomplete shard. A shard holds its
-    PNGs too; they are written into ``image_dir`` once every shard is done.
+    The test images are cut into shards of ``settings["shard_size"]``; this part computes the
+    ``i``-th of ``k`` contiguous runs of them (:func:`brainldm.shards.part_shards`). Each shard
+    (PNGs and final latents) is written atomically and fingerprinted by the model, sampler,
+    settings, subject and its decoded latents, so a killed job resumes at its first missing
+    shard and a changed seed, model or input recomputes it. :func:`~brainldm.ldm.gather.gather_reconstructions`
+    writes the images from the shards of all parts.
 
     Parameters
     ----------
@@ -131,48 +133,55 @@ def reconstruct_images(model, z_path, c_path, image_dir, latents_path, shard_dir
         Diffusers folder or hub id.
     z_path, c_path : path
         Decoder outputs (``predictions``, ``nsd_ids``, attr ``shape``).
-    image_dir : path
-        Output folder of PNGs: ``Xz/<id>.png``, ``Xc/<id>_<sample>.png``, ``Xzc/<id>_<sample>.png``.
-    latents_path : path
-        Output HDF5 of the final latents (``Xc``, ``Xzc``: (n_images, n_samples, ...)) and ``nsd_ids``.
+    manifest_path : path
+        This part's manifest (JSON, :func:`brainldm.shards.write_part_manifest`).
     shard_dir : path
-        Folder of per-shard files (kept between attempts).
+        Folder of the shards (shared by the parts).
     settings : dict
         ``config["reconstruction"]``.
     subject : str
         Seeds the samples.
-    stimuli_path, sheet_path : path, optional
-        The stimuli HDF5 and the contact sheet PNG to write (original | Xz | Xc | Xzc).
+    part : (int, int)
+        ``(i, k)``: this job's part and the number of parts.
     model_loading : dict, optional
         ``config["model_loading"]`` (``scheduler``, ``variant``); the sampler used is
         recorded in the latents file (``scheduler``, ``scheduler_config``, ``shipped_scheduler``).
+    threads : int, optional
+        torch's CPU threads (the job's); torch's default when None.
     """
     from .load import load_model, model_fingerprint, scheduler_provenance
 
+    if threads:
+        torch.set_num_threads(int(threads))
     z, z_ids, z_shape = _read_prediction(z_path)
     c, c_ids, c_shape = _read_prediction(c_path)
     if not np.array_equal(z_ids, c_ids):
         raise ValueError(f"{z_path} and {c_path} predict different test images")
+    shard_size = settings["shard_size"]
+    n_shards = -(-len(z_ids) // shard_size)
+    mine = part_shards(n_shards, int(part[0]), int(part[1]))
     pipe = load_model(model, settings["device"], **dict(model_loading or {}))
     expected_z = (pipe.vae.config.latent_channels,)
     if z_shape[:1] != expected_z or len(z_shape) != 3:
         raise ValueError(f"{z_path}: z of shape {z_shape} does not fit the VAE ({expected_z[0]} latent channels)")
     recon = Reconstructor(pipe, settings)
+    values = without_runtime(settings, "reconstruction")
     # A shard is kept only if made by this model, sampler, seed and settings from these decoded latents.
-    base = {"model": model_fingerprint(pipe), "settings": without_runtime(settings, "reconstruction"),
-            "subject": subject, "device_type": pipe.device.type, "dtype": str(pipe.unet.dtype),
-            **scheduler_provenance(pipe)}
+    base = {"model": model_fingerprint(pipe), "settings": values, "subject": subject,
+            "device_type": pipe.device.type, "dtype": str(pipe.unet.dtype), **scheduler_provenance(pipe)}
     n_samples, batch = settings["n_samples"], settings["batch_size"]
-    image_dir, shard_dir = Path(image_dir), Path(shard_dir)
+    shard_dir = Path(shard_dir)
     shard_dir.mkdir(parents=True, exist_ok=True)
-    clean_partial_shards(shard_dir)
-    shard_size = settings["shard_size"]
+    clean_partial_shards(shard_dir, mine)
+    log.info("%s: %d test images in %d shards of %d; part %d of %d: shards %d-%d", subject, len(z_ids), n_shards,
+             shard_size, part[0] + 1, part[1], mine.start + 1, mine.stop)
     shards = []
-    for number, start in enumerate(range(0, len(z_ids), shard_size)):
-        rows = np.arange(start, min(start + shard_size, len(z_ids)))
+    for number in mine:
+        start, stop = number * shard_size, min((number + 1) * shard_size, len(z_ids))
+        rows = np.arange(start, stop)
         path = shard_dir / f"shard_{number:05d}.h5"
-        shards.append(path)
         expected = fingerprint(base, z_ids[rows], z[rows], c[rows])
+        shards.append({"file": path.name, "start": start, "stop": stop, "fingerprint": expected})
         if shard_is_complete(path, expected, z_ids[rows]):
             log.info("shard %d: complete, skipped", number)
             continue
@@ -206,26 +215,10 @@ def reconstruct_images(model, z_path, c_path, image_dir, latents_path, shard_dir
                 h5.create_dataset(f"png/{name}", data=np.void(data), track_times=False)
             mark_complete(h5, expected)
         rate = len(rows) / (time.perf_counter() - began)
-        log.info("shard %d/%d: %d test images (%.2f images/s)", number + 1, -(-len(z_ids) // shard_size), len(rows), rate)
-    with atomic_path(latents_path) as tmp, h5py.File(tmp, "w") as out:
-        parts = [h5py.File(p, "r") for p in shards]
-        try:
-            for part in parts:  # the PNGs of every shard into the output folder
-                part["png"].visititems(lambda name, item: _write_png(item, image_dir / name)
-                                       if isinstance(item, h5py.Dataset) else None)
-            for key in ("Xc", "Xzc"):
-                out.create_dataset(key, data=np.concatenate([p[key][()] for p in parts]), track_times=False)
-            out.create_dataset("nsd_ids", data=z_ids, track_times=False)
-        finally:
-            for p in parts:
-                p.close()
-        out.attrs["settings"] = json.dumps(settings, sort_keys=True)
-        out.attrs["subject"] = subject
-        out.attrs["model"] = os.fspath(model)
-        out.attrs.update(scheduler_provenance(pipe))
-    if sheet_path is not None:
-        contact_sheet(stimuli_path, image_dir, z_ids, sheet_path)
-    shutil.rmtree(shard_dir)  # everything is in the outputs now
+        log.info("shard %d/%d: %d test images (%.2f images/s)", number + 1, n_shards, len(rows), rate)
+    common = {"settings": json.dumps(values, sort_keys=True), "subject": subject, "model": os.fspath(model),
+              **scheduler_provenance(pipe)}
+    write_part_manifest(manifest_path, part, shard_dir, z_ids, METHODS, shards, common)
 
 
 def _png_bytes(image: Image.Image) -> bytes:
@@ -234,23 +227,14 @@ def _png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _write_png(dataset, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(dataset[()].tobytes())
+def reconstructions_to_files(model, z_path, c_path, image_dir, latents_path, shard_dir, settings: dict,
+                             subject: str, stimuli_path=None, sheet_path=None, model_loading: dict | None = None,
+                             ) -> None:
+    """Every reconstruction of a subject in one process: :func:`reconstruct_images` of one part, then the
+    gather (:func:`brainldm.ldm.gather.gather_reconstructions`, which describes the files)."""
+    from .gather import gather_reconstructions
 
-
-def contact_sheet(stimuli_path, image_dir, nsd_ids, out_path, n_rows: int = 8, tile: int = 128) -> None:
-    """A PNG grid: one row per test image, columns original | Xz | Xc | Xzc (first sample)."""
-    image_dir = Path(image_dir)
-    ids = np.asarray(nsd_ids)[:n_rows]
-    sheet = Image.new("RGB", (4 * tile, len(ids) * tile), "white")
-    with h5py.File(stimuli_path, "r") as h5:
-        stim_ids = h5["nsd_ids"][()]
-        for r, nsd_id in enumerate(ids):
-            row = int(np.searchsorted(stim_ids, nsd_id))
-            tiles = [Image.fromarray(h5["images"][row])]
-            tiles += [Image.open(image_dir / image_name(m, nsd_id, 0)) for m in METHODS]
-            for col, im in enumerate(tiles):
-                sheet.paste(im.convert("RGB").resize((tile, tile), Image.Resampling.LANCZOS), (col * tile, r * tile))
-    with atomic_path(out_path) as tmp:
-        sheet.save(tmp, format="PNG")
+    manifest = Path(shard_dir).with_name(f"{Path(shard_dir).name}_part0_of_1.json")
+    reconstruct_images(model, z_path, c_path, manifest, shard_dir, settings, subject, model_loading=model_loading)
+    gather_reconstructions([manifest], z_path, image_dir, latents_path, settings, stimuli_path, sheet_path)
+    manifest.unlink()

@@ -1,0 +1,59 @@
+"""One device module: torch device and dtype, himalaya backend; torch not imported where no GPU driver is."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from brainldm import device as device_module
+from brainldm.device import cuda_available, gpu_driver_present, himalaya_backend, torch_device
+
+
+def test_driver_files_and_visible_devices(tmp_path, monkeypatch):
+    driver = tmp_path / "nvidiactl"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert not gpu_driver_present((driver,))
+    driver.touch()
+    assert gpu_driver_present((driver,))
+    for hidden in ("", "-1"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert not gpu_driver_present((driver,))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert gpu_driver_present((driver,))
+
+
+def test_cuda_available_is_torchs_answer():
+    torch = pytest.importorskip("torch")
+    assert cuda_available() == torch.cuda.is_available()
+
+
+def test_no_driver_means_no_torch_import():
+    code = ("import sys; import brainldm.device as d; d.DRIVER_FILES = ();"
+            "assert d.himalaya_backend('auto') == 'numpy';"
+            "assert not d.cuda_available();"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_auto_backend_follows_cuda(monkeypatch):
+    assert himalaya_backend("torch") == "torch"
+    monkeypatch.setattr(device_module, "cuda_available", lambda: True)
+    assert himalaya_backend("auto") == "torch_cuda"
+    monkeypatch.setattr(device_module, "cuda_available", lambda: False)
+    assert himalaya_backend("auto") == "numpy"
+
+
+def test_torch_device():
+    torch = pytest.importorskip("torch")
+    assert torch_device("cpu") == (torch.device("cpu"), torch.float32)
+    device, dtype = torch_device("auto")
+    assert (device.type, dtype) == (("cuda", torch.float16) if torch.cuda.is_available() else ("cpu", torch.float32))
+    if torch.cuda.is_available():
+        assert torch_device("auto", half_on_cuda=False)[1] == torch.float32
+    else:
+        with pytest.raises(RuntimeError, match="evaluation.device is 'cuda:1' but CUDA is not available"):
+            torch_device("cuda:1", "evaluation.device")
+    with pytest.raises(ValueError, match="features.device 'gpu please' is not 'auto'"):
+        torch_device("gpu please", "features.device")
