@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
-from conftest import run_snakemake
+from conftest import REPO, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -19,3 +20,8 @@ def test_report_holds_figures_tables_and_captions(workflow_run, tmp_path):
         assert name in html, name
     for caption in ("img2img from Xz with decoded c", "unique variance of z", "longest first"):
         assert caption in html, caption
+    # the workflow description and the captions state the values the run used (tests/config/small.yaml)
+    config = yaml.safe_load((REPO / "tests" / "config" / "small.yaml").read_text())
+    assert f"for {', '.join(config['subjects'])} of the NSD tree" in html
+    steps = config["reconstruction"]["num_inference_steps"]
+    assert f"Reconstructed with {steps} steps" in html

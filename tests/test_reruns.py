@@ -106,7 +106,7 @@ def test_a_killed_run_resumes_and_equals_an_uninterrupted_run(workflow_run, tmp_
 def test_runtime_knobs_rerun_nothing(workflow_run):
     """Batch sizes, shard sizes, devices and backends change how jobs run, not what they compute."""
     changes = ['features={"batch_size": 3, "shard_size": 5, "device": "cpu"}',
-               'reconstruction={"batch_size": 1, "shard_size": 3, "device": "cpu"}',
+               'reconstruction={"batch_size": 1, "shard_size": 3, "device": "cpu", "keep_shards": true}',
                'decoding={"backend": "numpy", "n_targets_batch": 7}',
                'encoding={"backend": "numpy", "n_targets_batch": 11}',
                'evaluation={"batch_size": 5, "device": "cpu"}']
