@@ -8,7 +8,8 @@ from brainldm.io import stable_link
 from brainldm.nsd import layout
 from brainldm.encoding import FEATURE_MAPS, banded_map_names
 from brainldm.ldm.model_folder import ModelFolderError, check_model_folder
-from brainldm.ldm.names import feature_names, feature_specs, format_number
+from brainldm.flatmaps import figure_spec as flatmap_figure_spec
+from brainldm.ldm.names import banded_zc, feature_names, feature_specs, format_number, unet_stages
 from brainldm.nsd.betas import roi_path, sessions_on_disk
 from brainldm.synthetic.nsd_tree import subject_sessions
 
@@ -40,15 +41,10 @@ if MODEL not in MODEL_BUILT and os.path.isdir(MODEL):
 SUBJECTS = config["subjects"]
 FEATURE_NAMES = feature_names(config["features"])
 FEATURE_SPECS = feature_specs(config["features"])
-ZC_SPECS = [spec for spec in FEATURE_SPECS if spec.kind == "zc"]
 # Joint z + zc models as in the paper: over noise levels at the final stage, and over denoising
-# stages at the largest noise level.
-ZC_FINAL_STAGE = max((spec.stage for spec in ZC_SPECS), default=None)
-ZC_STRONGEST = max((spec.strength for spec in ZC_SPECS), default=None)
-ZC_OVER_NOISE = [spec for spec in ZC_SPECS if spec.stage == ZC_FINAL_STAGE]
-ZC_OVER_STAGES = [spec for spec in ZC_SPECS if spec.strength == ZC_STRONGEST]
-BANDED_ZC = [spec.name for spec in ZC_SPECS if spec in ZC_OVER_NOISE or spec in ZC_OVER_STAGES]
-UNET_STAGES = list(dict.fromkeys(format_number(s.stage) for s in FEATURE_SPECS if s.kind == "unet"))
+# stages at the largest noise level (brainldm.ldm.names).
+BANDED_ZC = banded_zc(FEATURE_SPECS)
+UNET_STAGES = unet_stages(FEATURE_SPECS)
 ENCODING_ROI = config["encoding"]["roi"]
 # The two bands of the joint z + zc models, and the maps each writes.
 BANDS = ("z", "zc")
@@ -282,28 +278,14 @@ def encoding_results(wildcards):
 
 
 def figure_spec(subject, figure):
-    """The maps of one paper figure (see brainldm.flatmaps.FIGURES), or None if the config has none."""
-    if figure == "figure6":
-        shown = ["z", "c"] + [spec.name for spec in ZC_OVER_NOISE]
-        return {
-            "r": {name: feature_map(subject, name, "r") for name in shown},
-            "significant": {name: feature_map(subject, name, "significant") for name in shown},
-        }
-    if figure in ("figure7", "figure8"):
-        if figure == "figure7":
-            columns = {f"noise {format_number(spec.strength)}": spec.name for spec in ZC_OVER_NOISE}
-        else:
-            columns = {f"stage {format_number(spec.stage)}": spec.name for spec in ZC_OVER_STAGES}
-        return {
-            label: {band: banded_map(subject, name, f"unique_{band}") for band in BANDS}
-            for label, name in columns.items()
-        } or None
-    if figure == "figure9":
-        if not UNET_STAGES:
-            return None
-        files = {f"t{stage}": best_layer_files(subject, stage) for stage in UNET_STAGES}
-        return {"layers": {k: v["map"] for k, v in files.items()}, "labels": {k: v["labels"] for k, v in files.items()}}
-    raise ValueError(f"unknown figure {figure!r}")
+    """The maps of one paper figure (brainldm.flatmaps.figure_spec), or None if the config has none."""
+    return flatmap_figure_spec(
+        figure,
+        FEATURE_SPECS,
+        BANDS,
+        lambda feature, name: feature_map(subject, feature, name),
+        lambda stage: best_layer_files(subject, stage),
+    )
 
 
 def _paths_in(spec):

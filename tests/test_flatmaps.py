@@ -144,7 +144,58 @@ def test_one_png_per_map_in_a_folder_that_appears_complete(space):
     broken = {"z_r": {"map": maps / "z_r.nii.gz", "kind": "r"}, "bad": {"map": maps / "missing.nii.gz"}}
     with pytest.raises(FileNotFoundError):
         flatmaps.draw_map_flatmaps(broken, space["dir"] / "per_map_bad", settings, space["transform_dir"])
-    assert not (space["dir"] / "per_map_bad").exists() and not (space["dir"] / "per_map_bad.partial").exists()
+    assert not (space["dir"] / "per_map_bad").exists()
+    assert [p.name for p in space["dir"].iterdir() if p.name.startswith(".per_map_bad")] == []
+
+
+def test_roi_outlines_are_rendered_once_per_job(space, monkeypatch):
+    """Inkscape's ROI texture is the same for every map of a subject: one rendering for all the PNGs."""
+    from cortex.svgoverlay import SVGOverlay
+
+    calls = []
+
+    def texture(self, layer_name, height, **kwargs):
+        calls.append(layer_name)
+        return np.zeros((int(height), int(height) * 2, 4), np.uint8)  # transparent: no Inkscape needed
+
+    monkeypatch.setattr(SVGOverlay, "get_texture", texture)
+    monkeypatch.setattr(flatmaps, "inkscape_available", lambda: True)
+    maps = space["maps"]
+    flatmaps.draw_map_flatmaps({name: {"map": maps / f"{name}.nii.gz", "kind": "r"} for name in ("z_r", "c_r")},
+                               space["dir"] / "textures", dict(space["settings"], with_rois=True),
+                               space["transform_dir"])
+    assert calls == ["rois"]
+    assert SVGOverlay.get_texture is texture  # restored after the job
+
+
+def test_figure_spec_follows_the_configured_features():
+    from brainldm.ldm.names import banded_zc, feature_specs, unet_stages
+
+    specs = feature_specs({"strengths": [0.2, 0.5, 0.8], "stages": [0.2, 0.66, 1.0],
+                           "unet_blocks": ["mid_block", "up_blocks.2"]})
+    # the joint models: the zc of either comparison, each once, in the features' order
+    assert banded_zc(specs) == ["zc_s0.2_t1", "zc_s0.5_t1", "zc_s0.8_t0.2", "zc_s0.8_t0.66", "zc_s0.8_t1"]
+    assert unet_stages(specs) == ["0.2", "0.66", "1"]
+
+    def spec(figure, specs=specs):
+        return flatmaps.figure_spec(figure, specs, ("z", "zc"), lambda feature, name: f"{feature}_{name}",
+                                    lambda stage: {"map": f"layer_t{stage}", "labels": f"labels_t{stage}"})
+
+    six = spec("figure6")
+    assert list(six["r"]) == ["z", "c", "zc_s0.2_t1", "zc_s0.5_t1", "zc_s0.8_t1"]  # noise levels at the last stage
+    assert six["significant"]["c"] == "c_significant"
+    seven, eight = spec("figure7"), spec("figure8")
+    assert list(seven) == ["noise 0.2", "noise 0.5", "noise 0.8"]
+    assert seven["noise 0.5"] == {"z": "z+zc_s0.5_t1_unique_z", "zc": "z+zc_s0.5_t1_unique_zc"}
+    assert list(eight) == ["stage 0.2", "stage 0.66", "stage 1"]  # stages at the largest noise level
+    assert eight["stage 0.2"]["zc"] == "z+zc_s0.8_t0.2_unique_zc"
+    assert spec("figure9") == {"layers": {"t0.2": "layer_t0.2", "t0.66": "layer_t0.66", "t1": "layer_t1"},
+                               "labels": {"t0.2": "labels_t0.2", "t0.66": "labels_t0.66", "t1": "labels_t1"}}
+    bare = feature_specs({"stages": [], "unet_blocks": []})  # z and c only
+    assert [spec(f, bare) for f in ("figure7", "figure8", "figure9")] == [None, None, None]
+    assert list(spec("figure6", bare)["r"]) == ["z", "c"]
+    with pytest.raises(ValueError, match="unknown figure 'figure5'"):
+        spec("figure5")
 
 
 def test_paper_figure_names_are_checked(space):

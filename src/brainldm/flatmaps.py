@@ -530,6 +530,53 @@ def figure9(layer_maps: Mapping, label_tables: Mapping, out_png, settings: Mappi
     render_panel([row], out_png, settings, transform_dir, title="U-Net layers", nsd_subject=nsd_subject)
 
 
+def figure_spec(figure: str, specs: Sequence, bands: Sequence[str], map_path, layer_files) -> dict | None:
+    """Which maps make one of the paper's figures, for the configured features (None: the configuration
+    has none of its maps).
+
+    Parameters
+    ----------
+    figure : str
+        A key of :data:`FIGURES`.
+    specs : sequence of FeatureSpec
+        :func:`brainldm.ldm.names.feature_specs` of the configuration.
+    bands : sequence of str
+        The bands of the joint z + zc models (``("z", "zc")``).
+    map_path : callable
+        ``map_path(feature, name)``: the NIfTI map ``name`` (``r``, ``significant``, ``unique_<band>``)
+        of an encoding model (a feature's name, or ``z+<zc>`` for a joint model).
+    layer_files : callable
+        ``layer_files(stage)``: ``{"map": NIfTI, "labels": TSV}`` of the best U-Net block at a stage.
+
+    Returns
+    -------
+    dict or None
+        Shaped as :data:`FIGURES` says: figure 6, z, c and the zc over noise levels; figures 7 and 8,
+        the joint models' unique variance over noise levels (at the final stage) and over stages (at
+        the largest noise level); figure 9, the best U-Net block per stage.
+    """
+    from .ldm.names import format_number, unet_stages, zc_over_noise, zc_over_stages
+
+    if figure == "figure6":
+        shown = ["z", "c"] + [spec.name for spec in zc_over_noise(specs)]
+        return {"r": {name: map_path(name, "r") for name in shown},
+                "significant": {name: map_path(name, "significant") for name in shown}}
+    if figure in ("figure7", "figure8"):
+        if figure == "figure7":
+            columns = {f"noise {format_number(spec.strength)}": spec.name for spec in zc_over_noise(specs)}
+        else:
+            columns = {f"stage {format_number(spec.stage)}": spec.name for spec in zc_over_stages(specs)}
+        return {label: {band: map_path(f"z+{name}", f"unique_{band}") for band in bands}
+                for label, name in columns.items()} or None
+    if figure == "figure9":
+        stages = unet_stages(specs)
+        if not stages:
+            return None
+        files = {f"t{stage}": layer_files(stage) for stage in stages}
+        return {"layers": {k: v["map"] for k, v in files.items()}, "labels": {k: v["labels"] for k, v in files.items()}}
+    raise ValueError(f"unknown figure {figure!r}; known: {sorted(FIGURES)}")
+
+
 #: Paper figures :func:`draw_paper_figure` draws, and what their ``spec`` holds.
 FIGURES = {
     "figure6": "{'r': {feature: r NIfTI}, 'significant': {feature: significance NIfTI}}",

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..config import complete_settings, section_defaults
@@ -58,6 +58,10 @@ __all__ = [
     "feature_specs",
     "feature_names",
     "storage_dtype",
+    "zc_over_noise",
+    "zc_over_stages",
+    "banded_zc",
+    "unet_stages",
 ]
 
 #: Reconstructions (paper Figures 1, 3, 4): decoded z, text-to-image from decoded c, img2img from both.
@@ -229,3 +233,28 @@ def storage_dtype(spec: FeatureSpec, config: Mapping | None) -> str:
 def feature_names(config: Mapping | None) -> list[str]:
     """File-safe names of all features of ``config`` (see the module docstring), stable order."""
     return [spec.name for spec in feature_specs(config)]
+
+
+def zc_over_noise(specs: Sequence[FeatureSpec]) -> list[FeatureSpec]:
+    """The zc features of the paper's comparison over noise levels: every strength at the final stage."""
+    zc = [spec for spec in specs if spec.kind == "zc"]
+    final = max((spec.stage for spec in zc), default=None)
+    return [spec for spec in zc if spec.stage == final]
+
+
+def zc_over_stages(specs: Sequence[FeatureSpec]) -> list[FeatureSpec]:
+    """The zc features of the paper's comparison over denoising stages: every stage at the largest strength."""
+    zc = [spec for spec in specs if spec.kind == "zc"]
+    strongest = max((spec.strength for spec in zc), default=None)
+    return [spec for spec in zc if spec.strength == strongest]
+
+
+def banded_zc(specs: Sequence[FeatureSpec]) -> list[str]:
+    """Names of the zc features with a joint z + zc model (those of either comparison), in spec order."""
+    chosen = zc_over_noise(specs) + zc_over_stages(specs)
+    return [spec.name for spec in specs if spec in chosen]
+
+
+def unet_stages(specs: Sequence[FeatureSpec]) -> list[str]:
+    """The denoising stages of the U-Net features, formatted as in their names (``0.2``, ``1``)."""
+    return list(dict.fromkeys(format_number(spec.stage) for spec in specs if spec.kind == "unet"))
