@@ -382,8 +382,8 @@ def measured_threads(rule, most):
 
 
 def shared_threads(most, parallel_jobs):
-    """``threads`` of a rule whose ``parallel_jobs`` jobs can run at once (the GPU rules): on a local run
-    the cores shared among them (at least 1, at most ``most``), so that on a small CPU machine they run
+    """``threads`` of the GPU rules, whose ``parallel_jobs`` jobs can run at once. On a local run, the
+    cores shared among them (at least 1, at most ``most``), so that on a small CPU machine they run
     side by side on one thread each; ``most`` on a cluster and inside a cluster job."""
 
     def threads(wildcards):

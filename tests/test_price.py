@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from brainldm.price import parse_dry_run, price_table
+from brainldm.price import DryRunJob, dag_order, parse_dry_run, price_table
 from conftest import REPO
 
 # Snakemake 9's dry run, as it prints two jobs (the SLURM profile gives reconstruct_images a GPU).
@@ -55,6 +55,20 @@ def test_jobs_add_up_per_rule():
     assert encode.expected_cpu_h == 2.0 and encode.expected_peak_gb == 2.0 and encode.outputs_gb == 0.5
     assert encode.reserved_core_h == 250 / 60 * 4 and encode.reserved_gpu_h == 0
     assert reconstruct.expected_cpu_h is None and reconstruct.reserved_gpu_h == 12.0 and reconstruct.gpu_jobs == 1
+
+
+def test_rules_come_in_the_dags_order_whatever_the_scheduler_printed():
+    """The dry run lists jobs in the scheduler's order, which varies between runs: the table does not."""
+    chain = [DryRunJob("draw", inputs=("m.nii",), outputs=("f.png",)),
+             DryRunJob("encode", inputs=("b.h5", "p.h5"), outputs=("m.nii",)),
+             DryRunJob("reduce", inputs=("x.h5",), outputs=("p.h5",)),
+             DryRunJob("extract", inputs=("nsd",), outputs=("b.h5",)),
+             DryRunJob("gather", inputs=("s1", "s2"), outputs=("x.h5",)),
+             DryRunJob("features", outputs=("s1",)), DryRunJob("features", outputs=("s2",))]
+    order = ["extract", "features", "gather", "reduce", "encode", "draw"]  # depth, then name
+    assert dag_order(chain) == order
+    assert dag_order(chain[::-1]) == dag_order(chain[3:] + chain[:3]) == order
+    assert [row.rule for row in price_table(chain, {})] == order
 
 
 def test_readme_price_is_the_papers_dag_priced_now(tmp_path):

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DryRunJob", "RulePrice", "parse_dry_run", "read_costs", "price_table", "format_price", "main"]
+__all__ = ["DryRunJob", "RulePrice", "parse_dry_run", "dag_order", "read_costs", "price_table", "format_price", "main"]
 
 _RULE = re.compile(r"^(?:local)?rule (\S+):$")
 _PAIR = re.compile(r"(\w+)=([^,]*)")
@@ -41,6 +41,8 @@ class DryRunJob:
     wildcards: dict = field(default_factory=dict)
     threads: int = 1
     resources: dict = field(default_factory=dict)
+    inputs: tuple = ()
+    outputs: tuple = ()
 
     @property
     def gpus(self) -> int:
@@ -71,7 +73,30 @@ def parse_dry_run(text: str) -> list[DryRunJob]:
             job.threads = int(value)
         elif key == "resources":
             job.resources = {k: v.strip() for k, v in _PAIR.findall(value)}
+        elif key in ("input", "output"):
+            files = tuple(f.strip() for f in value.split(", ") if f.strip())
+            setattr(job, f"{key}s", files)
     return [j for j in jobs if j.rule != "all"]
+
+
+def dag_order(jobs: Sequence[DryRunJob]) -> list[str]:
+    """The rules in the DAG's order: by the depth of their shallowest job (the longest chain of jobs
+    before it, from the files each job reads and writes), then by name. The dry run prints jobs in
+    the scheduler's order, which differs between runs of the same DAG."""
+    producer = {path: index for index, job in enumerate(jobs) for path in job.outputs}
+    depth: dict[int, int] = {}
+
+    def depth_of(index: int) -> int:
+        if index not in depth:
+            depth[index] = 0  # a guard against cycles, which a DAG has none of
+            parents = {producer[path] for path in jobs[index].inputs if path in producer} - {index}
+            depth[index] = 1 + max((depth_of(p) for p in parents), default=-1)
+        return depth[index]
+
+    shallowest: dict[str, int] = {}
+    for index, job in enumerate(jobs):
+        shallowest[job.rule] = min(shallowest.get(job.rule, depth_of(index)), depth_of(index))
+    return sorted(shallowest, key=lambda rule: (shallowest[rule], rule))
 
 
 def _key(rule: str, wildcards: dict) -> tuple:
@@ -105,8 +130,8 @@ class RulePrice:
 
 
 def price_table(jobs: Sequence[DryRunJob], costs: dict) -> list[RulePrice]:
-    """Per rule (in the dry run's order): jobs, expected and reserved hours, memory and outputs."""
-    rules: dict[str, RulePrice] = {}
+    """Per rule (in the DAG's order, :func:`dag_order`): jobs, expected and reserved hours, memory and outputs."""
+    rules: dict[str, RulePrice] = {rule: RulePrice(rule) for rule in dag_order(jobs)}
     for job in jobs:
         row = rules.setdefault(job.rule, RulePrice(job.rule))
         row.jobs += 1
