@@ -150,26 +150,21 @@ def roi_indices() -> dict[str, np.ndarray]:
     return {"early": early, "ventral": ventral, "brain": brain}
 
 
-def write_roi_betas(path: Path, n_voxels: int, seed: int) -> None:
-    """An ingestion ROI-betas file of the paper's trial counts (train per trial, test per image)."""
-    import h5py
+def write_brain_betas(path: Path, n_voxels: int, seed: int) -> None:
+    """An ingestion ROI-betas file of the paper's trial counts (train per trial, test per image), written by
+    the pipeline's own writer (its chunk layout is what the encoding stages read)."""
+    from brainldm.nsd.roi_betas import roi_betas_writer
 
     trials = trial_table(SESSIONS)
-    train_ids = trials.loc[trials["split"] == "train", "nsd_id"].to_numpy()
+    train = trials[trials["split"] == "train"]
     rng = np.random.default_rng(seed)
-    with h5py.File(path, "w") as h5:
-        train = h5.create_dataset("train/betas", (len(train_ids), n_voxels), np.float32,
-                                  chunks=(min(len(train_ids), 256), min(n_voxels, 4096)))
-        for start in range(0, len(train_ids), 2048):
-            stop = min(start + 2048, len(train_ids))
-            train[start:stop] = rng.standard_normal((stop - start, n_voxels), np.float32)
-        h5["train/nsd_ids"] = train_ids
-        h5["test/betas"] = rng.standard_normal((TEST_IMAGES, n_voxels), np.float32)
-        h5["test/nsd_ids"] = np.arange(TEST_IMAGES)
-        h5["voxel_index"] = np.flatnonzero(brain_mask())[:n_voxels]
-        h5["affine"] = np.eye(4)
-        h5.attrs["volume_shape"] = VOLUME
-        h5.attrs["roi"] = "brain"
+    with roi_betas_writer(path, len(train), n_voxels) as writer:
+        for start in range(0, len(train), 2048):
+            writer.write_train(start, rng.standard_normal((min(2048, len(train) - start), n_voxels), np.float32))
+        writer.finish(train_ids=train["nsd_id"].to_numpy(), train_sessions=train["session"].to_numpy(),
+                      test_betas=rng.standard_normal((TEST_IMAGES, n_voxels), np.float32),
+                      test_ids=np.arange(TEST_IMAGES), voxel_index=np.flatnonzero(brain_mask())[:n_voxels],
+                      volume_shape=VOLUME, affine=np.eye(4), roi="brain", units="random (cost only)")
 
 
 def write_features(path: Path, dim: int, seed: int) -> None:
@@ -414,7 +409,7 @@ def stage_decode(work: Path, target: str, n_targets: int, full_targets: int) -> 
     roi, voxels = ("early", EARLY_VOXELS) if target == "z" else ("ventral", VENTRAL_VOXELS)
     betas = work / f"betas_{roi}.h5"
     if not betas.exists():
-        write_roi_betas(betas, voxels, seed=voxels)
+        write_brain_betas(betas, voxels, seed=voxels)
     features = work / f"features_{target}_{n_targets}.h5"
     if not features.exists():
         write_features(features, n_targets, seed=7)
@@ -434,7 +429,7 @@ def stage_encode(work: Path, n_voxels: int, full_voxels: int) -> dict:
         write_pca_features(work / "pca_z.h5", seed=1)
     betas = work / f"betas_brain_{n_voxels}.h5"
     if not betas.exists():
-        write_roi_betas(betas, n_voxels, seed=3)
+        write_brain_betas(betas, n_voxels, seed=3)
     run = measure("encode_feature", work, n_voxels)
     full = by_batches(run, full_voxels)
     full.update(peak_rss_mb=run["peak_rss_mb"], rchar=run["rchar"] * full_voxels / n_voxels,
@@ -459,7 +454,7 @@ def stage_encode_banded(work: Path, widths: list[int], full_voxels: int) -> dict
     write_reference(work / "reference.nii.gz")
     betas = work / f"betas_brain_{BANDED_VOXELS}.h5"
     if not betas.exists():
-        write_roi_betas(betas, BANDED_VOXELS, seed=4)
+        write_brain_betas(betas, BANDED_VOXELS, seed=4)
     for name in ("z", "zc"):
         write_alone_result(work / f"alone_{name}.h5", BANDED_VOXELS)
     runs, fits = [], []

@@ -15,6 +15,7 @@ from brainldm.nsd import layout
 from brainldm.nsd.betas import BETAS_SCALE, BetasFile, read_session, sessions_on_disk, zscore_columns
 from brainldm.nsd.design import NSDInputError
 from brainldm.nsd.ingest import extract_roi_betas, split_trials
+from brainldm.nsd.roi_betas import RoiBetas
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +44,12 @@ def _naive_session(root, subject, session, voxel_index):
 
 def test_train_rows_and_test_means_are_exact(extracted, small_config):
     root, subject, trials = extracted["root"], extracted["subject"], extracted["trials"]
-    with h5py.File(extracted["paths"]["hdf5"]["early"], "r") as h5:
-        voxel_index = h5["voxel_index"][:]
-        train, test = h5["train/betas"][:], h5["test/betas"][:]
-        test_ids, n_reps = h5["test/nsd_ids"][:], h5["test/n_repetitions"][:]
-        np.testing.assert_array_equal(h5["train/nsd_ids"][:], trials.loc[trials["split"] == "train", "nsd_id"])
+    betas = RoiBetas.read(extracted["paths"]["hdf5"]["early"])  # the reader's checks pass on the writer's file
+    voxel_index, test_ids, n_reps = betas.voxel_index, betas.test_ids, betas.test_repetitions
+    train, test = betas.arrays()
+    np.testing.assert_array_equal(betas.train_ids, trials.loc[trials["split"] == "train", "nsd_id"])
+    np.testing.assert_array_equal(betas.train_sessions, trials.loc[trials["split"] == "train", "session"])
+    assert betas.roi == "early" and betas.units == "z-scored per voxel within session"
     rows, labels = [], []
     for session, group in trials.groupby("session"):
         x = _naive_session(root, subject, session, voxel_index)
@@ -68,9 +70,9 @@ def test_train_rows_and_test_means_are_exact(extracted, small_config):
 
 def test_hdf5_and_nifti_give_identical_matrices(extracted, small_config):
     for roi in small_config["rois"]:
-        with h5py.File(extracted["paths"]["hdf5"][roi], "r") as a, h5py.File(extracted["paths"]["nii.gz"][roi], "r") as b:
-            for key in ("train/betas", "test/betas", "voxel_index", "test/nsd_ids"):
-                np.testing.assert_array_equal(a[key][()], b[key][()])
+        a, b = RoiBetas.read(extracted["paths"]["hdf5"][roi]), RoiBetas.read(extracted["paths"]["nii.gz"][roi])
+        for x, y in zip((*a.arrays(), a.voxel_index, a.test_ids), (*b.arrays(), b.voxel_index, b.test_ids)):
+            np.testing.assert_array_equal(x, y)
 
 
 def test_voxel_order_round_trips_into_the_volume(extracted, small_config):
@@ -94,8 +96,7 @@ def test_voxel_order_round_trips_into_the_volume(extracted, small_config):
 
 
 def test_dead_and_constant_voxels_are_finite(extracted, synthetic_tree):
-    with h5py.File(extracted["paths"]["hdf5"]["brain"], "r") as h5:
-        train, test = h5["train/betas"][:], h5["test/betas"][:]
+    train, test = RoiBetas.read(extracted["paths"]["hdf5"]["brain"]).arrays()
     assert np.isfinite(train).all() and np.isfinite(test).all()
     with h5py.File(synthetic_tree["truth"] / f"{extracted['subject']}.h5", "r") as truth:
         dead = truth["role"][:] == 4
@@ -158,9 +159,9 @@ def test_missing_session_file_stops_with_its_name(tree_copy, extracted, small_co
     assert 3 not in set(table["session"]) and len(table) < len(extracted["trials"])
     out = {roi: tmp_path / "skip" / f"{roi}.h5" for roi in small_config["rois"]}
     extract_roi_betas(tree_copy, extracted["subject"], trials[extracted["subject"]], ingestion, small_config["rois"], out)
-    with h5py.File(out["early"], "r") as h5:
-        assert len(h5["train/betas"]) == (table["split"] == "train").sum()
-        assert 3 not in set(h5["train/session"][:])
+    betas = RoiBetas.read(out["early"])
+    assert len(betas.train_ids) == (table["split"] == "train").sum()
+    assert 3 not in set(betas.train_sessions)
 
 
 def test_missing_roi_file(tree_copy, extracted, small_config, tmp_path):
@@ -402,8 +403,8 @@ def test_nan_betas_can_be_set_to_zero(synthetic_tree, small_config, tmp_path, ca
     ingestion = _ingestion(small_config, betas_format="hdf5", float_betas="percent_signal_change",
                            non_finite_betas="zero", zscore_per_session=False)
     outputs = _roi_outputs(root, subject, tmp_path, ingestion)
-    with h5py.File(outputs["early"], "r") as h5:
-        assert np.isfinite(h5["train/betas"][()]).all() and np.isfinite(h5["test/betas"][()]).all()
+    train, test = RoiBetas.read(outputs["early"]).arrays()
+    assert np.isfinite(train).all() and np.isfinite(test).all()
     assert any("non-finite betas" in r.getMessage() and "set to 0" in r.getMessage() for r in caplog.records)
 
 
@@ -424,5 +425,5 @@ def test_float_betas_are_refused_not_divided_by_300(synthetic_tree, small_config
     converted = _roi_outputs(root, subject, tmp_path / "converted", ingestion)
     original = _roi_outputs(synthetic_tree["root"], subject, tmp_path / "original",
                             _ingestion(small_config, betas_format=fmt, zscore_per_session=False))
-    with h5py.File(converted["early"], "r") as a, h5py.File(original["early"], "r") as b:
-        np.testing.assert_allclose(a["train/betas"][()], b["train/betas"][()], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(RoiBetas.read(converted["early"]).arrays()[0],
+                               RoiBetas.read(original["early"]).arrays()[0], rtol=1e-6, atol=1e-6)

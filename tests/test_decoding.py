@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from brainldm.decoding import decode_latent
+from brainldm.errors import IntermediateFileError
+from brainldm.nsd.roi_betas import write_roi_betas
 
 DECODING = {"alphas": list(np.logspace(-1, 5, 13)), "cv": 5, "backend": "numpy", "n_targets_batch": 7}
 
@@ -19,11 +21,9 @@ def _write_problem(tmp_path, rng, n_voxels=30, test_rows=True):
     train_ids, test_ids = ids[40:], ids[:40]
     trial_ids = np.repeat(train_ids, 2)
     rows = np.searchsorted(ids, trial_ids)
-    with h5py.File(tmp_path / "betas.h5", "w") as h5:
-        h5["train/betas"] = (features[rows] @ mixing + rng.normal(size=(len(rows), n_voxels)) * 3).astype(np.float32)
-        h5["train/nsd_ids"] = trial_ids
-        h5["test/betas"] = (features[:40] @ mixing + rng.normal(size=(40, n_voxels))).astype(np.float32)
-        h5["test/nsd_ids"] = test_ids if test_rows else test_ids + 1
+    write_roi_betas(tmp_path / "betas.h5", features[rows] @ mixing + rng.normal(size=(len(rows), n_voxels)) * 3,
+                    trial_ids, features[:40] @ mixing + rng.normal(size=(40, n_voxels)),
+                    test_ids if test_rows else test_ids + 1, np.arange(n_voxels), (10, 10, 10), np.eye(4), "early")
     with h5py.File(tmp_path / "feature.h5", "w") as h5:
         h5["features"], h5["nsd_ids"] = features, ids
         h5.attrs["shape"] = (4, 5)
@@ -52,7 +52,7 @@ def test_ids_without_features_are_named(tmp_path, rng):
 
 def test_roi_without_voxels(tmp_path, rng):
     _write_problem(tmp_path, rng, n_voxels=0)
-    with pytest.raises(ValueError, match="ROI 'early' has no voxels"):
+    with pytest.raises(IntermediateFileError, match="betas.h5: the ROI mask 'early' selects no voxel"):
         decode_latent(tmp_path / "betas.h5", tmp_path / "feature.h5", tmp_path / "out.h5", DECODING, "subj01", "early", "z")
 
 

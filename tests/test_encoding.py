@@ -9,6 +9,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from brainldm.errors import IntermediateFileError
+from brainldm.nsd.roi_betas import write_roi_betas
 from brainldm.encoding import (
     FEATURE_MAPS,
     EncodingInputError,
@@ -28,15 +30,7 @@ SETTINGS = {"n_targets_batch": 1000, "banded_n_ratios": 5, "alphas": np.logspace
 
 
 def write_betas(path, train_ids, train, test_ids, test, voxel_index, roi="brain"):
-    with h5py.File(path, "w") as h5:
-        h5["train/betas"] = train.astype(np.float32)
-        h5["train/nsd_ids"] = train_ids
-        h5["test/betas"] = test.astype(np.float32)
-        h5["test/nsd_ids"] = test_ids
-        h5["voxel_index"] = voxel_index
-        h5["affine"] = AFFINE
-        h5.attrs["volume_shape"] = SHAPE
-        h5.attrs["roi"] = roi
+    write_roi_betas(path, train, train_ids, test, test_ids, voxel_index, SHAPE, AFFINE, roi)
 
 
 def write_features(path, train_ids, train, test_ids, test):
@@ -173,7 +167,7 @@ def test_empty_mask_is_an_error(planted, tmp_path):
     write_betas(betas, planted["trial_ids"], np.zeros((n_trials, 0)), planted["test_ids"], np.zeros((N_TEST, 0)),
                 np.zeros(0, np.int64), roi="nowhere")
     maps = {m: tmp_path / f"{m}.nii.gz" for m in FEATURE_MAPS}
-    with pytest.raises(EncodingInputError, match=r"empty\.h5: the ROI mask 'nowhere' selects no voxel"):
+    with pytest.raises(IntermediateFileError, match=r"empty\.h5: the ROI mask 'nowhere' selects no voxel"):
         encode_feature(betas, planted["dir"] / "z.h5", planted["dir"] / "streams.nii.gz", tmp_path / "r.h5", maps, SETTINGS)
 
 

@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 
 from .io import atomic_path, rows_of_ids
+from .nsd.roi_betas import RoiBetas
 from .ridge import RowsOf, fit_predict
 from .stats import columnwise_correlation
 
@@ -35,11 +36,9 @@ def decode_latent(betas_path, feature_path, out_path, decoding: dict, subject: s
     subject, roi, target : str
         Recorded in the output.
     """
-    with h5py.File(betas_path, "r") as h5:
-        x_train, x_test = h5["train/betas"][()], h5["test/betas"][()]
-        train_ids, test_ids = h5["train/nsd_ids"][()], h5["test/nsd_ids"][()]
-    if x_train.shape[1] == 0:
-        raise ValueError(f"{betas_path}: ROI {roi!r} has no voxels")
+    betas = RoiBetas.read(betas_path)
+    x_train, x_test = betas.arrays()
+    train_ids, test_ids = betas.train_ids, betas.test_ids
     with h5py.File(feature_path, "r") as h5:
         feature_ids = h5["nsd_ids"][()]
         data = h5["features"]

@@ -41,6 +41,7 @@ import numpy as np
 from .config import complete_settings, section_defaults
 from .io import atomic_path
 from .nsd.layout import STREAMS_LABELS
+from .nsd.roi_betas import RoiBetas
 from .device import himalaya_backend
 from .ridge import RidgeCVEngine, Standardizer, check_finite
 from .stats import VoxelStats, pearson_r, r2_score, voxel_stats
@@ -125,13 +126,12 @@ class Design:
 
     x_train: list  # per band: (n_train_trials, k) float32, centred and scaled on the training trials
     x_test: list  # per band: (n_test, k) float32, with the training statistics
-    train_ids: np.ndarray
-    test_ids: np.ndarray
-    voxel_index: np.ndarray
-    volume_shape: tuple
-    affine: np.ndarray
-    betas_path: str
+    betas: RoiBetas
     feature_paths: list = field(default_factory=list)
+
+    @property
+    def voxel_index(self) -> np.ndarray:
+        return self.betas.voxel_index
 
 
 def _rows_of(ids: np.ndarray, wanted: np.ndarray, path, what: str) -> np.ndarray:
@@ -147,36 +147,6 @@ def _rows_of(ids: np.ndarray, wanted: np.ndarray, path, what: str) -> np.ndarray
             f"({len(missing)} id(s) of the betas file missing)"
         )
     return order[pos]
-
-
-def _read_betas_meta(betas_path) -> dict:
-    with h5py.File(betas_path, "r") as h5:
-        for name in ("train/betas", "train/nsd_ids", "test/betas", "test/nsd_ids", "voxel_index"):
-            if name not in h5:
-                raise EncodingInputError(f"{betas_path}: dataset {name!r} missing (not an ingestion betas file?)")
-        meta = {
-            "train_ids": h5["train/nsd_ids"][()],
-            "test_ids": h5["test/nsd_ids"][()],
-            "voxel_index": h5["voxel_index"][()],
-            "affine": h5["affine"][()] if "affine" in h5 else None,
-            "volume_shape": tuple(int(n) for n in h5.attrs["volume_shape"]) if "volume_shape" in h5.attrs else None,
-            "train_shape": h5["train/betas"].shape,
-            "test_shape": h5["test/betas"].shape,
-            "roi": str(h5.attrs.get("roi", "")),
-        }
-    if len(meta["voxel_index"]) == 0 or meta["train_shape"][1] == 0:
-        roi = f" {meta['roi']!r}" if meta["roi"] else ""
-        raise EncodingInputError(f"{betas_path}: the ROI mask{roi} selects no voxel (0 betas columns)")
-    if meta["train_shape"][1] != len(meta["voxel_index"]) or meta["test_shape"][1] != len(meta["voxel_index"]):
-        raise EncodingInputError(
-            f"{betas_path}: {len(meta['voxel_index'])} voxels in voxel_index but betas have "
-            f"{meta['train_shape'][1]} (train) and {meta['test_shape'][1]} (test) columns"
-        )
-    if meta["train_shape"][0] != len(meta["train_ids"]) or meta["test_shape"][0] != len(meta["test_ids"]):
-        raise EncodingInputError(f"{betas_path}: betas rows and nsd_ids differ in length")
-    if meta["test_shape"][0] < 3:
-        raise EncodingInputError(f"{betas_path}: {meta['test_shape'][0]} test images; p-values need at least 3")
-    return meta
 
 
 def load_design(betas_path, feature_paths: Sequence) -> Design:
@@ -195,15 +165,15 @@ def load_design(betas_path, feature_paths: Sequence) -> Design:
         A betas image id without a feature row (names the id and the file), a file
         without the expected datasets, NaN features.
     """
-    meta = _read_betas_meta(betas_path)
+    betas = RoiBetas.read(betas_path, min_test_images=3)  # p-values of r need 3
     x_train, x_test = [], []
     for path in feature_paths:
         with h5py.File(path, "r") as h5:
             for name in ("train", "train_nsd_ids", "test", "test_nsd_ids"):
                 if name not in h5:
                     raise EncodingInputError(f"{path}: dataset {name!r} missing (not a PCA feature file?)")
-            train_rows = _rows_of(h5["train_nsd_ids"][()], meta["train_ids"], path, "training")
-            test_rows = _rows_of(h5["test_nsd_ids"][()], meta["test_ids"], path, "test")
+            train_rows = _rows_of(h5["train_nsd_ids"][()], betas.train_ids, path, "training")
+            test_rows = _rows_of(h5["test_nsd_ids"][()], betas.test_ids, path, "test")
             train_images = np.asarray(h5["train"][()], dtype=np.float32)
             test_images = np.asarray(h5["test"][()], dtype=np.float32)
         if train_images.shape[1] != test_images.shape[1] or train_images.shape[1] == 0:
@@ -215,8 +185,7 @@ def load_design(betas_path, feature_paths: Sequence) -> Design:
         x_train.append(scaler.transform(xt))
         x_test.append(scaler.transform(test_images[test_rows]))
         del xt, train_images, test_images
-    return Design(x_train, x_test, meta["train_ids"], meta["test_ids"], meta["voxel_index"], meta["volume_shape"],
-                  meta["affine"], os.fspath(betas_path), [os.fspath(p) for p in feature_paths])
+    return Design(x_train, x_test, betas, [os.fspath(p) for p in feature_paths])
 
 
 # --------------------------------------------------------------------------- models
@@ -470,28 +439,28 @@ def _check_out_maps(out_maps: Mapping, names: Sequence[str], where: str) -> None
 
 
 def _check_reference(reference_path, design: Design) -> None:
-    reference = nib.load(os.fspath(reference_path))
-    if design.volume_shape is not None and tuple(reference.shape[:3]) != tuple(design.volume_shape):
+    reference, betas = nib.load(os.fspath(reference_path)), design.betas
+    if betas.volume_shape is not None and tuple(reference.shape[:3]) != tuple(betas.volume_shape):
         raise EncodingInputError(
-            f"{reference_path}: volume shape {reference.shape[:3]} differs from the betas' {design.volume_shape} "
-            f"({design.betas_path})"
+            f"{reference_path}: volume shape {reference.shape[:3]} differs from the betas' {betas.volume_shape} "
+            f"({betas.path})"
         )
-    if design.affine is not None and not np.allclose(reference.affine, design.affine, atol=1e-4):
-        raise EncodingInputError(f"{reference_path}: affine differs from the betas' ({design.betas_path})")
+    if not np.allclose(reference.affine, betas.affine, atol=1e-4):
+        raise EncodingInputError(f"{reference_path}: affine differs from the betas' ({betas.path})")
 
 
 def _write_vectors(h5: h5py.File, design: Design, vectors: Mapping[str, np.ndarray]) -> None:
     for name, values in vectors.items():
         h5.create_dataset(name, data=values, track_times=False)
-    h5.create_dataset("voxel_index", data=design.voxel_index, track_times=False)
-    if design.affine is not None:
-        h5.create_dataset("affine", data=design.affine, track_times=False)
-    if design.volume_shape is not None:
-        h5.attrs["volume_shape"] = design.volume_shape
+    betas = design.betas
+    h5.create_dataset("voxel_index", data=betas.voxel_index, track_times=False)
+    h5.create_dataset("affine", data=betas.affine, track_times=False)
+    if betas.volume_shape is not None:
+        h5.attrs["volume_shape"] = betas.volume_shape
     h5.attrs["voxel_index"] = "flat C-order index into the (X, Y, Z) volume"
-    h5.attrs["betas"] = design.betas_path
-    h5.attrs["n_train_trials"] = len(design.train_ids)
-    h5.attrs["n_test"] = len(design.test_ids)
+    h5.attrs["betas"] = betas.path
+    h5.attrs["n_train_trials"] = len(betas.train_ids)
+    h5.attrs["n_test"] = len(betas.test_ids)
 
 
 def encode_feature(betas_path, feature_path, reference_path, out_h5, out_maps: Mapping, settings: Mapping | None,
@@ -526,9 +495,9 @@ def encode_feature(betas_path, feature_path, reference_path, out_h5, out_maps: M
     design = load_design(betas_path, [feature_path])
     _check_reference(reference_path, design)
     log.info("%s: %d training trials x %d features -> %d voxels; %d test images", feature,
-             len(design.train_ids), design.x_train[0].shape[1], len(design.voxel_index), len(design.test_ids))
-    with h5py.File(betas_path, "r") as h5:
-        result = ridge_encoding(design.x_train[0], h5["train/betas"], design.x_test[0], h5["test/betas"], s)
+             len(design.betas.train_ids), design.x_train[0].shape[1], design.betas.n_voxels, len(design.betas.test_ids))
+    with design.betas.betas() as (y_train, y_test):
+        result = ridge_encoding(design.x_train[0], y_train, design.x_test[0], y_test, s)
     st = result.stats
     log.info("%s: median r %.3f, %d of %d voxels FDR-significant (q < %g); %.1f%% of alphas at the grid's edge",
              feature, np.median(st.r), st.significant.sum(), len(st.r), s["fdr_q"], 100 * result.alpha_at_edge.mean())
@@ -592,8 +561,8 @@ def encode_banded(betas_path, feature_paths: Mapping, reference_path, out_h5, ou
             if not np.array_equal(res["voxel_index"], design.voxel_index):
                 raise EncodingInputError(f"{alone_paths[band]}: voxels differ from those of {betas_path}")
             alone.append(res)
-    with h5py.File(betas_path, "r") as h5:
-        result = banded_encoding(design.x_train, h5["train/betas"], design.x_test, h5["test/betas"], bands, s, alone)
+    with design.betas.betas() as (y_train, y_test):
+        result = banded_encoding(design.x_train, y_train, design.x_test, y_test, bands, s, alone)
     st = result.stats
     sig = st.significant
     log.info("banded %s: %d of %d voxels FDR-significant; mean unique R^2 there %s", bands, sig.sum(), len(sig),

@@ -32,8 +32,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_path
 from . import layout
+from .roi_betas import roi_betas_writer
 from ..errors import NSDInputError
 
 log = logging.getLogger(__name__)
@@ -344,15 +344,8 @@ def stream_roi_betas(
     test_sums = {name: np.zeros((len(test_ids), len(idx)), np.float32) for name, idx in rois.items()}
     test_counts = np.zeros(len(test_ids), dtype=np.int64)
     with contextlib.ExitStack() as stack:
-        outputs = {}
-        for name, path in out_paths.items():
-            tmp = stack.enter_context(atomic_path(path))
-            h5 = stack.enter_context(h5py.File(tmp, "w"))
-            n_vox = len(rois[name])
-            chunk_rows = max(1, min(len(train), (1 << 20) // max(n_vox * 4, 1)))
-            h5.create_dataset("train/betas", shape=(len(train), n_vox), dtype=np.float32,
-                              chunks=(chunk_rows, n_vox) if len(train) else None, track_times=False)
-            outputs[name] = h5
+        outputs = {name: stack.enter_context(roi_betas_writer(path, len(train), len(rois[name])))
+                   for name, path in out_paths.items()}
         row = 0
         for session, session_trials in trials.groupby("session", sort=True):
             path = session_files[session]
@@ -369,31 +362,22 @@ def stream_roi_betas(
             test_rows = np.searchsorted(test_ids, session_trials.loc[~is_train, "nsd_id"].to_numpy())
             np.add.at(test_counts, test_rows, 1)
             train_rows, test_trials = used[is_train], used[~is_train]
-            for name, h5 in outputs.items():
+            for name, writer in outputs.items():
                 whole = len(columns[name]) == len(union)  # the ROI is the union: no column copy
                 selected = betas if whole else betas[:, columns[name]]
                 for start in range(0, len(train_rows), WRITE_ROWS):  # bounded copies
-                    rows = train_rows[start:start + WRITE_ROWS]
-                    h5["train/betas"][row + start:row + start + len(rows)] = selected[rows]
+                    writer.write_train(row + start, selected[train_rows[start:start + WRITE_ROWS]])
                 np.add.at(test_sums[name], test_rows, selected[test_trials])
                 del selected
             del betas  # before the next session is read: one session in memory, not two
             row += len(train_rows)
             log.info("session %d: %d trials (%d train) from %s", session, len(session_trials), len(train_rows), path)
-        for name, h5 in outputs.items():
-            h5.create_dataset("train/nsd_ids", data=train["nsd_id"].to_numpy(), track_times=False)
-            h5.create_dataset("train/session", data=train["session"].to_numpy(), track_times=False)
-            mean = (test_sums[name] / np.maximum(test_counts, 1)[:, None]).astype(np.float32)
-            h5.create_dataset("test/betas", data=mean, track_times=False)
-            h5.create_dataset("test/nsd_ids", data=test_ids, track_times=False)
-            h5.create_dataset("test/n_repetitions", data=test_counts, track_times=False)
-            h5.create_dataset("voxel_index", data=rois[name], track_times=False)
-            h5.create_dataset("affine", data=np.asarray(affine, dtype=np.float64), track_times=False)
-            h5.attrs["volume_shape"] = tuple(int(n) for n in volume_shape)
-            h5.attrs["roi"] = name
-            h5.attrs["units"] = "z-scored per voxel within session" if zscore else "percent signal change"
-            h5.attrs["nsd_ids"] = "0-based 73k ids"
-            h5.attrs["voxel_index"] = "flat C-order index into the (X, Y, Z) volume"
-            for key, value in (attrs or {}).items():
-                h5.attrs[key] = value
+        for name, writer in outputs.items():
+            writer.finish(
+                train_ids=train["nsd_id"].to_numpy(), train_sessions=train["session"].to_numpy(),
+                test_betas=test_sums[name] / np.maximum(test_counts, 1)[:, None], test_ids=test_ids,
+                test_repetitions=test_counts, voxel_index=rois[name], volume_shape=volume_shape, affine=affine,
+                roi=name, units="z-scored per voxel within session" if zscore else "percent signal change",
+                attrs=attrs,
+            )
 
