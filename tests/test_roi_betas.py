@@ -97,3 +97,28 @@ def test_an_unfinished_file_is_not_left_behind(tmp_path, rng):
         with roi_betas_writer(path, 4, 3) as writer:
             writer.write_train(2, rng.normal(size=(4, 3)))
     assert not list(tmp_path.iterdir())
+
+
+def test_training_rows_reach_the_file_a_row_of_chunks_at_a_time(tmp_path, rng):
+    """HDF5 rewrites a whole chunk for each partial write: rows come in 64s, the file gets whole chunk rows."""
+    starts = []
+
+    class Recording:
+        def __init__(self, dataset):
+            self.dataset = dataset
+
+        def __setitem__(self, key, value):
+            starts.append((key.start, key.stop))
+            self.dataset[key] = value
+
+    rows = rng.normal(size=(600, 5000)).astype(np.float32)
+    with roi_betas_writer(tmp_path / "brain.h5", 600, 5000) as writer:
+        writer._train = Recording(writer._train)
+        for start in range(0, 600, 64):
+            writer.write_train(start, rows[start:start + 64])
+        with pytest.raises(ValueError, match="expected the next row, 600"):
+            writer.write_train(10, rows[:1])
+        writer.finish(train_ids=np.arange(600), test_betas=rows[:3], test_ids=np.arange(3),
+                      voxel_index=np.arange(5000), volume_shape=(50, 10, 10), affine=np.eye(4), roi="brain", units="")
+    assert starts == [(0, 256), (256, 512), (512, 600)]
+    np.testing.assert_array_equal(RoiBetas.read(tmp_path / "brain.h5").arrays()[0], rows)
