@@ -11,7 +11,7 @@ stage                     function                                              
 ========================  =====================================================  ======================
 ``roi_extraction``        :func:`brainldm.nsd.betas.stream_roi_betas`           2 and 4 of 37 sessions
                           (early, ventral, brain in one pass; NSD's chunking)    (linear in sessions)
-``pca_z``, ``pca_c``      :func:`brainldm.reduce.reduce_feature` (6,400 comp.)   full size
+``pca_z``, ``pca_c``      :func:`brainldm.pca.reduce_feature` (6,400 comp.)   full size
 ``pca_unet``              the same                                               2 fractions of d
 ``decode_z``              :func:`brainldm.decoding.decode_latent`, early -> z           full size
 ``decode_c``              the same, ventral -> c                                 a fraction of targets
@@ -234,7 +234,7 @@ def write_trials_tsv(path: Path) -> None:
 
 
 def run_pca(work: Path, feature: str, dim: int) -> list[Path]:
-    from brainldm.reduce import reduce_feature
+    from brainldm.pca import reduce_feature
 
     out = work / f"pca_{feature}_{dim}.h5"
     reduce_feature(work / f"features_{feature}_{dim}.h5", work / "trials.tsv", out, PCA_COMPONENTS)
@@ -283,7 +283,7 @@ def run_baseline() -> list[Path]:
     import brainldm.decoding  # noqa: F401
     import brainldm.encoding  # noqa: F401
     import brainldm.nsd.betas  # noqa: F401
-    import brainldm.reduce  # noqa: F401
+    import brainldm.pca  # noqa: F401
 
     return []
 

@@ -1,4 +1,4 @@
-"""Benchmark: the streamed PCA of ``brainldm.reduce`` against the old in-memory PCA, at the paper's size.
+"""Benchmark: the streamed PCA of ``brainldm.pca`` against the old in-memory PCA, at the paper's size.
 
 One subject at the paper's size: 8,859 training + 982 test images (the test
 images interleaved with the training ones in id order, as NSD's shared images
@@ -7,7 +7,7 @@ dimensions. The feature files are HDF5 chunked as the merged feature files are
 (:func:`brainldm.ldm.gather._merged_chunks`: 64 rows x 16,384 columns), random
 values with a decaying column scale (distinct eigenvalues).
 
-* ``streamed``: :func:`brainldm.reduce.reduce_feature`, the pipeline's code
+* ``streamed``: :func:`brainldm.pca.reduce_feature`, the pipeline's code
   (column blocks from the file, Gram and cross Gram, no components);
 * ``in-memory``: the code before it (a copy below): the training and test rows
   loaded whole, :func:`old_fit_pca` forms the components, ``transform`` projects.
@@ -83,7 +83,7 @@ class OldPCA:
 
 
 def old_fit_pca(x: np.ndarray, n_components: int) -> OldPCA:
-    """``brainldm.reduce.fit_pca`` before streaming (its n <= d path; components formed)."""
+    """``brainldm.pca.fit_pca`` before streaming (its n <= d path; components formed)."""
     n, d = x.shape
     k = int(min(n_components, n - 1, d))
     mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -110,7 +110,7 @@ def old_reduce(feature_path, trials_path, out_path, n_components: int) -> None:
     import h5py
     import pandas as pd
 
-    from brainldm.io import rows_of_ids
+    from brainldm.files import rows_of_ids
 
     trials = pd.read_csv(trials_path, sep="\t")
     train_ids = np.unique(trials.loc[trials["split"] == "train", "nsd_id"])
@@ -184,7 +184,7 @@ def child(variant: str, feature_path: str, trials_path: str, out_path: str, comp
     """One reduction in this process; prints its measures as JSON."""
     import h5py  # noqa: F401  (imported before the measure)
 
-    from brainldm.reduce import reduce_feature
+    from brainldm.pca import reduce_feature
 
     before, start = _io(), time.perf_counter()
     if variant == "streamed":

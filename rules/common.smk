@@ -4,7 +4,7 @@ import os
 import sys
 
 from brainldm.config import ConfigError, validate_config, without_runtime
-from brainldm.io import stable_link
+from brainldm.files import stable_link
 from brainldm.nsd import layout
 from brainldm.encoding import FEATURE_MAPS, banded_map_names
 from brainldm.ldm.model_folder import ModelFolderError, check_model_folder

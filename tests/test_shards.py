@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from brainldm.io import atomic_path
+from brainldm.files import atomic_path
 from brainldm.shards import (
     clean_partial_shards,
     fingerprint,

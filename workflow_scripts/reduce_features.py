@@ -1,7 +1,7 @@
 """Rule reduce_features: PCA of every feature, fitted on one subject's training images."""
 
 from brainldm.logs import setup_logging
-from brainldm.reduce import reduce_features
+from brainldm.pca import reduce_features
 
 setup_logging(snakemake.log[0])
 reduce_features(

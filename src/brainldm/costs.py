@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from .reduce import BLOCK_BYTES
+from .pca import BLOCK_BYTES
 
 __all__ = [
     "MODELLED_RULES",

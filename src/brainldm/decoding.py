@@ -11,7 +11,7 @@ import logging
 import h5py
 import numpy as np
 
-from .io import atomic_path, rows_of_ids
+from .files import atomic_path, rows_of_ids
 from .nsd.roi_betas import RoiBetas
 from .ridge import RowsOf, fit_predict
 from .stats import columnwise_correlation

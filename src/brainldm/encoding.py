@@ -39,7 +39,7 @@ import nibabel as nib
 import numpy as np
 
 from .config import complete_settings, section_defaults
-from .io import atomic_path
+from .files import atomic_path
 from .nsd.layout import STREAMS_LABELS
 from .nsd.roi_betas import RoiBetas
 from .device import himalaya_backend

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import complete_settings, section_defaults
-from .io import atomic_path
+from .files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -394,7 +394,7 @@ def draw_map_flatmaps(maps: Mapping[str, Mapping], out_dir, settings: Mapping | 
         "labels": TSV or None}`` (see :func:`render_flatmap`).
     out_dir : path
         Folder of the PNGs; it is complete only when this function returns (built in a
-        temporary sibling and renamed, :func:`brainldm.io.atomic_path`).
+        temporary sibling and renamed, :func:`brainldm.files.atomic_path`).
     settings, transform_dir, nsd_subject
         As in :func:`render_flatmap`.
     """

@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from .io import atomic_path
+from .files import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .io import atomic_path
+from .files import atomic_path
 
 log = logging.getLogger(__name__)
 

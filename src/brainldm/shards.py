@@ -26,7 +26,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .io import atomic_path
+from .files import atomic_path
 
 __all__ = ["fingerprint", "shard_is_complete", "mark_complete", "clean_partial_shards", "part_shards",
            "write_part_manifest", "read_part_manifests", "remove_shards"]

@@ -12,7 +12,7 @@ import os
 import nibabel as nib
 import numpy as np
 
-from .io import atomic_path
+from .files import atomic_path
 
 __all__ = ["to_volume", "from_volume", "map_dtype", "save_map", "load_map"]
 

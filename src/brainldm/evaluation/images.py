@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..io import rows_of_ids
+from ..files import rows_of_ids
 from ..ldm.names import METHODS, image_name
 
 

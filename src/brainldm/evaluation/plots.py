@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ..io import atomic_path  # noqa: E402
+from ..files import atomic_path  # noqa: E402
 from ..ldm.names import METHODS  # noqa: E402
 from .protocols import RANDOM_NOTICE  # noqa: E402
 

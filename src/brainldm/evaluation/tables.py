@@ -13,7 +13,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_path
+from ..files import atomic_path
 from .protocols import COMMUNITY_READOUTS, PIXEL_SIZE, RANDOM_NOTICE, protocol_readouts, scaled_size
 
 PRETRAINED_NOTICE = "pretrained weights (torchvision ImageNet checkpoints, CLIP ViT-L/14, SwAV ResNet-50)"

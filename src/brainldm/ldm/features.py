@@ -50,7 +50,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from .. import __version__
-from ..io import atomic_path
+from ..files import atomic_path
 from ..shards import clean_partial_shards, fingerprint, mark_complete, part_shards, shard_is_complete, write_part_manifest
 from ..errors import NSDInputError
 from ..seeds import derive_seed

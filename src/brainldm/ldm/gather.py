@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from ..io import atomic_path
+from ..files import atomic_path
 from ..shards import read_part_manifests, remove_shards
 from .names import METHODS, FeatureSpec, feature_specs, image_name, with_defaults
 
@@ -36,7 +36,7 @@ def _merged_chunks(n_rows: int, dim: int) -> tuple[int, int]:
     """HDF5 chunks of a merged feature file: about 4 MB of float32, up to 16,384 columns wide.
 
     Written by rows (64 rows of a U-Net feature per chunk row), read by
-    :mod:`brainldm.reduce` in column blocks: HDF5 reads whole chunks, so
+    :mod:`brainldm.pca` in column blocks: HDF5 reads whole chunks, so
     chunks of whole rows would make every column block read the whole file.
     """
     cols = max(1, min(dim, _MERGED_CHUNK_COLS))

@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from ..config import without_runtime
-from ..io import atomic_path
+from ..files import atomic_path
 from ..shards import clean_partial_shards, fingerprint, mark_complete, part_shards, shard_is_complete, write_part_manifest
 from ..seeds import derive_seed
 from .names import METHODS, image_name

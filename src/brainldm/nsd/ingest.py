@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_path
+from ..files import atomic_path
 from . import betas as betas_mod
 from . import design, layout
 

@@ -29,7 +29,7 @@ import h5py
 import numpy as np
 
 from ..errors import IntermediateFileError
-from ..io import atomic_path
+from ..files import atomic_path
 
 __all__ = ["VOXELS_PER_CHUNK", "RoiBetas", "RoiBetasWriter", "roi_betas_writer", "write_roi_betas"]
 

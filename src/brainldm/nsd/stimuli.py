@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_path
+from ..files import atomic_path
 from ..errors import NSDInputError
 from .layout import CAPTIONS_SOURCE
 

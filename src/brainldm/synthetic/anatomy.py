@@ -19,7 +19,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ..io import atomic_path
+from ..files import atomic_path
 
 log = logging.getLogger(__name__)
 

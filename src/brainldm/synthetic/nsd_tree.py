@@ -31,7 +31,7 @@ import scipy.io
 from PIL import Image
 
 from ..config import check_synthetic_sizes
-from ..io import atomic_path
+from ..files import atomic_path
 from ..nsd import layout
 from ..nsd.layout import NSD_SUBJECTS
 from ..seeds import rng_for

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainldm.reduce import pca_scores, reduce_feature
+from brainldm.pca import pca_scores, reduce_feature
 
 
 def _reference(x, train_rows, test_rows, k):

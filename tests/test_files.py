@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from brainldm.io import DiskFullError, atomic_path, is_disk_full, stable_link
+from brainldm.files import DiskFullError, atomic_path, is_disk_full, stable_link
 
 # What HDF5 raises when the disk fills during a write (h5py 3, HDF5 1.14), errno inside the text.
 HDF5_ENOSPC = ("Can't decrement id ref count (file write failed: time = Tue Dec  1 10:00:00 2026, filename = "

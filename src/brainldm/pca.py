@@ -39,7 +39,7 @@ import pandas as pd
 import scipy.linalg
 from scipy.linalg.blas import dsyr, dsyrk
 
-from .io import atomic_path, rows_of_ids
+from .files import atomic_path, rows_of_ids
 
 log = logging.getLogger(__name__)
 
