@@ -33,7 +33,7 @@ from ..files import atomic_path
 
 __all__ = ["VOXELS_PER_CHUNK", "RoiBetas", "RoiBetasWriter", "roi_betas_writer", "write_roi_betas"]
 
-#: Voxels per chunk of ``train/betas`` (a multiple divides the encoding's default batch of 4,096).
+#: Voxels per chunk of ``train/betas``: the encoding's default voxel batch, so a batch is whole chunks.
 VOXELS_PER_CHUNK = 4096
 #: Bytes of float32 per chunk of ``train/betas``.
 CHUNK_BYTES = 1 << 22
@@ -69,7 +69,7 @@ class RoiBetas:
     voxel_index : numpy.ndarray
         ``(n_voxels,)`` flat C-order indices into ``volume_shape``.
     volume_shape : tuple of int or None
-    affine : numpy.ndarray or None
+    affine : numpy.ndarray
     train_sessions, test_repetitions : numpy.ndarray or None
         Where the file has them.
     """
@@ -81,7 +81,7 @@ class RoiBetas:
     test_ids: np.ndarray
     voxel_index: np.ndarray
     volume_shape: tuple | None
-    affine: np.ndarray | None
+    affine: np.ndarray
     train_sessions: np.ndarray | None = None
     test_repetitions: np.ndarray | None = None
 
@@ -146,7 +146,7 @@ class RoiBetas:
         if len(self.test_ids) < min_test_images:
             raise IntermediateFileError(f"{self.path}: {len(self.test_ids)} test images; at least "
                                         f"{min_test_images} needed")
-        if self.volume_shape is not None and self.n_voxels and (
+        if self.volume_shape is not None and (
                 self.voxel_index.min() < 0 or self.voxel_index.max() >= int(np.prod(self.volume_shape))):
             raise IntermediateFileError(f"{self.path}: voxel_index outside the volume {self.volume_shape}")
 
