@@ -78,13 +78,13 @@ def child(args) -> None:
     """One variant in this process: per-batch wall times; prints a JSON line, saves r and alphas."""
     import himalaya.ridge  # noqa: F401  (imported before the clock by every variant)
 
-    from brainldm.encoding import ENCODING_DEFAULTS
+    from brainldm.config import section_defaults
     from brainldm.ridge import RidgeCVEngine
     from brainldm.stats import pearson_r, r2_score
 
     batch = args.batch
     x_train, y_train, x_test, y_test = make_data(args.train, args.test, args.features, batch * args.batches)
-    alphas = np.asarray(ENCODING_DEFAULTS["alphas"], dtype=np.float64)
+    alphas = np.asarray(section_defaults("encoding")["alphas"], dtype=np.float64)
     out = {"variant": args.variant, "batch_s": []}
     r, best = [], []
     if args.variant == "engine":

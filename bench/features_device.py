@@ -44,7 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from brainldm.ldm.names import feature_names, with_defaults  # noqa: E402  (no torch/diffusers)
+from brainldm.config import section_settings  # noqa: E402
+from brainldm.ldm.names import feature_names  # noqa: E402  (no torch/diffusers)
 from brainldm.synthetic.scenes import make_stimulus  # noqa: E402
 from machine import describe  # noqa: E402
 
@@ -84,7 +85,7 @@ def main() -> int:
 
     if args.check_on_cpu:
         device_name, preset = "cpu", "tiny"
-        config = with_defaults({"device": "cpu", "image_size": 64, "num_inference_steps": 10})
+        config = section_settings("features", {"device": "cpu", "image_size": 64, "num_inference_steps": 10})
         args.batch_sizes, args.repeats, args.e2e_images = [1, 2], 1, 4
         args.e2e_batch_size = 2
         args.out = Path(tempfile.mkdtemp(prefix="features_device_check_"))
@@ -96,7 +97,7 @@ def main() -> int:
                   "or written. (--check-on-cpu smoke-tests the script on the CPU.)", file=sys.stderr)
             return 0
         device_name, preset = "cuda", "sd14"
-        config = with_defaults({"device": "cuda"})
+        config = section_settings("features", {"device": "cuda"})
         brick = 425
         torch.set_num_threads(os.cpu_count() or 1)  # for building the random weights on the CPU
 

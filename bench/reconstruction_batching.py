@@ -37,7 +37,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
@@ -45,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
+from brainldm.decoded import write_decoded_latent  # noqa: E402
 from brainldm.ldm.load import load_model  # noqa: E402
 from brainldm.ldm.reconstruct import Reconstructor, _generators, reconstructions_to_files  # noqa: E402
 from brainldm.synthetic.scenes import make_stimulus  # noqa: E402
@@ -126,10 +126,7 @@ def main() -> None:
         ids = np.arange(args.images)
         results["latent_shapes"] = {"z": list(z.shape[1:]), "c": list(c.shape[1:])}
         for name, tensor in (("z", z), ("c", c)):
-            with h5py.File(tmp / f"{name}.h5", "w") as h5:
-                h5["predictions"] = tensor.reshape(len(ids), -1).numpy().astype(np.float32)
-                h5["nsd_ids"] = ids
-                h5.attrs["shape"] = tuple(tensor.shape[1:])
+            write_decoded_latent(tmp / f"{name}.h5", tensor.numpy().astype(np.float32), ids, tuple(tensor.shape[1:]))
 
         # Part 1: per method, one loaded pipeline.
         recons = {v: Reconstructor(pipe, {**settings, "batch_size": bs}) for v, bs in variants.items()}

@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from brainldm.config import ConfigError, load_schema, validate_config
+from brainldm.config import ConfigError, load_schema, section_settings, validate_config
 
 from conftest import REPO
 
@@ -59,6 +59,12 @@ def test_default_config_is_valid_and_defaults_are_filled(config):
          "evaluation.random_clip.num_attention_heads", "divisor of hidden_size (30), found 4"),
         (lambda c: c.update(encoding={"backend": "torch-cuda"}), "encoding.backend", "'torch-cuda'"),
         (lambda c: c.update(decoding={"backend": "gpu"}), "decoding.backend", "'gpu'"),
+        (lambda c: c.update(features={"num_inference_steps": 3, "strengths": [0.2]}), "features.strengths",
+         "leaves no denoising step"),
+        (lambda c: c.update(features={"num_inference_steps": 4, "strengths": [0.5], "unet_strength": 0.2}), "features.unet_strength",
+         "leaves no denoising step"),
+        (lambda c: c.update(features={"unet_blocks": ["up_blocks.1/../x"]}), "features.unet_blocks[0]",
+         "does not match"),
     ],
 )
 def test_bad_config_names_the_key(config, change, key, found):
@@ -132,3 +138,17 @@ def test_nested_command_line_values_read_as_yaml(config):
     config["features"]["strengths"] = ["half"]
     with pytest.raises(ConfigError, match=r"features.strengths\[0\]': expected number, found 'half'"):
         validate_config(config, base_dir=str(REPO), built_by_workflow=BUILT)
+
+
+def test_each_section_has_one_complete_form(config):
+    """validate_config and section_settings (what library functions call) give a section the same settings."""
+    config["encoding"] = {"alphas": [100, 1, 10.0], "cv": 3.0}
+    validated = validate_config(config, base_dir=str(REPO), built_by_workflow=BUILT)
+    sections = [name for name, spec in load_schema()["properties"].items() if spec.get("type") == "object"]
+    for section in sections:
+        alone = section_settings(section, config.get(section))
+        assert alone == validated[section], section
+        assert section_settings(section, alone) == alone, section  # a second pass changes nothing
+    assert validated["encoding"]["alphas"] == validated["encoding"]["banded_alphas"] == [1.0, 10.0, 100.0]
+    assert type(validated["encoding"]["cv"]) is int
+    assert "roi" not in section_settings("encoding", validated["encoding"], ignore=["roi"])

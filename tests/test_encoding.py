@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from brainldm.config import ConfigError
 from brainldm.errors import IntermediateFileError
 from brainldm.nsd.roi_betas import write_roi_betas
 from brainldm.encoding import (
@@ -18,7 +19,6 @@ from brainldm.encoding import (
     map_best_unet_layer,
     encode_banded,
     encode_feature,
-    encoding_settings,
     summarize_encoding_by_roi,
 )
 
@@ -171,14 +171,15 @@ def test_empty_mask_is_an_error(planted, tmp_path):
         encode_feature(betas, planted["dir"] / "z.h5", planted["dir"] / "streams.nii.gz", tmp_path / "r.h5", maps, SETTINGS)
 
 
-def test_settings_are_checked():
-    assert encoding_settings(None)["fdr_q"] == 0.05
-    with pytest.raises(ValueError, match="unknown encoding keys"):
-        encoding_settings({"alpha": [1]})
-    with pytest.raises(ValueError, match="encoding.fdr_q"):
-        encoding_settings({"fdr_q": 1.5})
-    with pytest.raises(ValueError, match="encoding.alphas"):
-        encoding_settings({"alphas": [0, 1]})
+def test_settings_are_checked_before_any_fit(planted, tmp_path):
+    maps = {key: tmp_path / f"{key}.nii.gz" for key in FEATURE_MAPS}
+    for bad, message in (({"alpha": [1]}, r"'encoding\.alpha' is not known"),
+                         ({"fdr_q": 1.5}, r"'encoding\.fdr_q'"),
+                         ({"alphas": [0, 1]}, r"'encoding\.alphas\[0\]'")):
+        with pytest.raises(ConfigError, match=message):
+            encode_feature(planted["dir"] / "brain.h5", planted["dir"] / "z.h5", planted["dir"] / "streams.nii.gz",
+                           tmp_path / "r.h5", maps, {**SETTINGS, **bad})
+    assert not (tmp_path / "r.h5").exists()
 
 
 @pytest.fixture(scope="module")

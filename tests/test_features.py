@@ -15,19 +15,14 @@ import torch
 
 from brainldm.ldm.features import FeatureExtractor, features_to_files, preprocess_images, read_stimuli_index
 from brainldm.ldm.load import load_model
-from brainldm.ldm.names import (
-    FEATURE_DEFAULTS,
-    denoising_steps,
-    feature_names,
-    format_number,
-    stage_step,
-    with_defaults,
-)
+from brainldm.config import ConfigError, section_defaults
+from brainldm.ldm.names import denoising_steps, feature_names, format_number, stage_step
 from brainldm.nsd.design import NSDInputError
 from brainldm.seeds import derive_seed
 from brainldm.synthetic.scenes import make_stimulus
 from brainldm.synthetic.tiny_sd import build_pipeline, save_pipeline
 
+FEATURES = section_defaults("features")
 IDS = [2, 5, 9, 14, 30, 31, 57, 72]  # sorted 0-based 73k ids
 BRICK_SIZE = 80  # resized (LANCZOS) to IMAGE_SIZE
 IMAGE_SIZE = 64
@@ -123,7 +118,7 @@ def direct_img2img(pipe, data, row, strength, record_blocks=()):
         latent = pipe(prompt_embeds=c, negative_prompt_embeds=extractor.empty_embedding,
                       image=(x + 1) / 2,  # [0, 1]: the pipeline normalises to [-1, 1]
                       strength=strength, num_inference_steps=CONFIG["num_inference_steps"],
-                      guidance_scale=FEATURE_DEFAULTS["guidance_scale"], eta=FEATURE_DEFAULTS["eta"],
+                      guidance_scale=FEATURES["guidance_scale"], eta=FEATURES["eta"],
                       generator=[generator], output_type="latent").images
     finally:
         for handle in handles:
@@ -145,12 +140,15 @@ def test_names_stable_and_safe():
     assert denoising_steps(50, 0.8) == 40 and denoising_steps(10, 0.8) == 8
     assert [stage_step(f, 40) for f in (0.2, 0.66, 1.0)] == [8, 27, 40]
     assert stage_step(0.35, 20) == 7  # 0.35 * 20 = 7.000000000000001 in floating point
-    with pytest.raises(ValueError, match="unknown features keys"):
-        with_defaults({"strength": [0.8]})
-    with pytest.raises(ValueError, match="features.stages"):
-        with_defaults({"stages": [0.0]})
-    with pytest.raises(ValueError, match="no denoising step"):
-        with_defaults({"num_inference_steps": 2, "strengths": [0.3]})
+    assert feature_names({"stages": []}) == ["z", "c"]  # no stage: no zc and no U-Net feature
+    with pytest.raises(ConfigError, match=r"'features\.strength' is not known"):
+        feature_names({"strength": [0.8]})
+    with pytest.raises(ConfigError, match=r"'features\.stages\[0\]'"):
+        feature_names({"stages": [0.0]})
+    with pytest.raises(ConfigError, match=r"'features\.strengths'.* leaves no denoising step"):
+        feature_names({"num_inference_steps": 2, "strengths": [0.3]})
+    with pytest.raises(ConfigError, match=r"'features\.unet_strength'.* leaves no denoising step"):
+        feature_names({"num_inference_steps": 4, "strengths": [0.5], "unet_strength": 0.2})
 
 
 def test_names_module_does_not_import_torch():
@@ -356,7 +354,8 @@ def test_out_paths_must_match_names(data, tmp_path):
 
 
 def test_image_size_must_fit_the_vae(pipe):
-    with pytest.raises(ValueError, match="multiple of the VAE"):
+    # SD's VAE halves the image 3 times: the schema asks for a multiple of 8 before any model is loaded
+    with pytest.raises(ConfigError, match=r"'features\.image_size': 60 is not a multiple of 8"):
         FeatureExtractor(pipe, {**CONFIG, "image_size": 60})
 
 

@@ -127,7 +127,7 @@ def test_settings_per_nsd_subject():
     s = flatmaps.flatmap_settings({"subjects": {"subj01": {"subject": "subj01", "transform": "func1pt8"}}}, "subj01")
     assert (s["subject"], s["transform"]) == ("subj01", "func1pt8")
     assert flatmaps.flatmap_settings({}, "subj02")["subject"] == "S1"
-    with pytest.raises(ValueError, match="unknown flatmaps keys"):
+    with pytest.raises(ValueError, match=r"'flatmaps\.colour' is not known"):
         flatmaps.flatmap_settings({"colour": "red"})
 
 

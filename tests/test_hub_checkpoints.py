@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from diffusers import DDIMScheduler, PNDMScheduler
 
+from brainldm.decoded import write_decoded_latent
 from brainldm.ldm import reconstruct as recon_mod
 from brainldm.ldm.features import features_to_files
 from brainldm.ldm.load import img2img_timesteps, load_model
@@ -85,10 +86,7 @@ def test_features_and_reconstruction_run_with_the_papers_sampler(name, folders, 
     rng = np.random.default_rng(0)
     z_shape = (features["z"][1]["shape"][0], RECONSTRUCTION["output_size"] // 8, RECONSTRUCTION["output_size"] // 8)
     for key, shape in (("z", z_shape), ("c", tuple(features["c"][1]["shape"]))):
-        with h5py.File(decoded / f"{key}.h5", "w") as h5:
-            h5["predictions"] = rng.normal(size=(2, int(np.prod(shape)))).astype(np.float32)
-            h5["nsd_ids"] = np.array(IDS[:2])
-            h5.attrs["shape"] = shape
+        write_decoded_latent(decoded / f"{key}.h5", rng.normal(size=(2, *shape)).astype(np.float32), IDS[:2], shape)
     out = tmp_path / "recon"
     recon_mod.reconstructions_to_files(folder, decoded / "z.h5", decoded / "c.h5", out / "images", out / "latents.h5",
                                        out / "shards", RECONSTRUCTION, "subj01", model_loading=loading)

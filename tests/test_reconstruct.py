@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
+from brainldm.decoded import write_decoded_latent
 from brainldm.ldm import reconstruct as recon_mod
 from brainldm.ldm.gather import gather_reconstructions
 from brainldm.synthetic.tiny_sd import build_pipeline, save_pipeline
@@ -37,10 +38,7 @@ def decoded(tmp_path_factory, model):
     shapes = {"z": (vae["latent_channels"], side, side), "c": (text["max_position_embeddings"], text["hidden_size"])}
     rng = np.random.default_rng(0)
     for name, shape in shapes.items():
-        with h5py.File(folder / f"{name}.h5", "w") as h5:
-            h5["predictions"] = rng.normal(size=(3, int(np.prod(shape)))).astype(np.float32)
-            h5["nsd_ids"] = np.array([4, 8, 15])
-            h5.attrs["shape"] = shape
+        write_decoded_latent(folder / f"{name}.h5", rng.normal(size=(3, *shape)).astype(np.float32), [4, 8, 15], shape)
     return folder
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import re
+from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
-from typing import Iterable
 
 import jsonschema
 import yaml
@@ -42,33 +43,72 @@ def with_runtime(settings: dict, config: dict, section: str) -> dict:
     return {**settings, **{key: config[section][key] for key in RUNTIME_KEYS.get(section, ()) if key in config[section]}}
 
 
-def load_schema() -> dict:
-    """The JSON schema of ``config.yaml`` shipped with the package."""
+@functools.lru_cache(maxsize=1)
+def _schema() -> dict:
     text = resources.files("brainldm").joinpath("schemas/config.schema.yaml").read_text()
     return yaml.safe_load(text)
 
 
+def load_schema() -> dict:
+    """The JSON schema of ``config.yaml`` shipped with the package (a copy: change it freely)."""
+    return copy.deepcopy(_schema())
+
+
 def section_defaults(section: str, exclude: Iterable[str] = ()) -> dict:
     """Defaults of one top-level section of the schema (e.g. ``features``), minus ``exclude``."""
-    properties = load_schema()["properties"][section]["properties"]
-    return {key: spec["default"] for key, spec in properties.items() if key not in set(exclude)}
+    properties = _schema()["properties"][section]["properties"]
+    return {key: copy.deepcopy(spec["default"]) for key, spec in properties.items() if key not in set(exclude)}
 
 
-def complete_settings(settings: dict | None, defaults: dict, section: str, ignore: Iterable[str] = ()) -> dict:
-    """A deep copy of ``defaults`` updated with ``settings``; keys in ``ignore`` dropped, unknown keys refused.
+def _plain(value):
+    """A deep copy of ``value`` as YAML would give it: path objects as strings, tuples as lists."""
+    if isinstance(value, Mapping):
+        return {key: _plain(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return copy.deepcopy(value)
+
+
+def section_settings(section: str, values: Mapping | None = None, ignore: Iterable[str] = ()) -> dict:
+    """One section of the configuration, complete and checked: the settings library functions take.
+
+    The same path as :func:`validate_config` takes for that section: the schema's defaults filled
+    in, numbers given as strings read back, the section's schema checked, then its cross-key
+    rules and normal forms (:data:`SECTION_RULES`). Settings that already went through it come
+    back equal, so a function may call it on what it is given.
+
+    Parameters
+    ----------
+    section : str
+        A top-level key of the configuration (``features``, ``encoding``, ...).
+    values : mapping, optional
+        ``config[section]``, whole or in part (``None``: every default).
+    ignore : iterable of str
+        Keys the workflow reads and the library does not (e.g. ``encoding.roi``): left out of the result.
 
     Raises
     ------
-    ValueError
-        A key of ``settings`` that is neither in ``defaults`` nor ignored (named with ``section``).
+    ConfigError
+        Naming the key at fault (``section.key``), what was expected and what was found.
     """
-    settings = {k: v for k, v in (settings or {}).items() if k not in set(ignore)}
-    unknown = sorted(set(settings) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown {section} keys {unknown}; known: {sorted(defaults)}")
-    out = copy.deepcopy(defaults)
-    out.update(copy.deepcopy(settings))
-    return out
+    schema = _schema()["properties"][section]
+    ignore = set(ignore)
+    settings = {key: _plain(value) for key, value in dict(values or {}).items() if key not in ignore}
+    _fill_defaults(settings, schema)
+    _coerce_strings(settings, schema)
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(settings),
+                    key=lambda e: (len(e.absolute_path), _key(e.absolute_path)))
+    for error in errors:
+        error.path.appendleft(section)
+    if errors:
+        raise ConfigError(f"invalid configuration of '{section}':\n  " + "\n  ".join(_describe(e) for e in errors))
+    if section in SECTION_RULES:
+        SECTION_RULES[section](settings)
+    for key in ignore:
+        settings.pop(key, None)
+    return settings
 
 
 def _key(path: Iterable) -> str:
@@ -118,7 +158,7 @@ def _types(schema: dict) -> set[str]:
 
 
 def _coerce_strings(instance, schema: dict):
-    """Numbers and booleans that arrive as strings (nested ``--config`` values) read back as YAML.
+    """Numbers and booleans that arrive as strings (nested ``--config`` values) read back as YAML; integers as int.
 
     Snakemake passes ``--config features='{strengths: [0.5]}'`` with ``'0.5'`` inside; where the
     schema does not allow a string there, the YAML value of the string is used if its type fits.
@@ -152,6 +192,8 @@ def _coerce_strings(instance, schema: dict):
         if any(isinstance(value, fits[k]) and (k == "boolean" or not isinstance(value, bool))
                for k in kinds if k in fits):
             return value
+    if isinstance(instance, float) and instance.is_integer() and "integer" in kinds and "number" not in kinds:
+        return int(instance)  # JSON schema counts 5.0 as an integer; ranges and shapes need the int
     return instance
 
 
@@ -195,8 +237,36 @@ def _check_references(config: dict) -> None:
                               f"found {sorted(config['decoding']['targets'])}")
 
 
-def check_evaluation(settings: dict) -> None:
-    """Evaluation settings that cannot go together (also checked by the evaluation functions themselves).
+def _sorted_alphas(values) -> list[float]:
+    return sorted(float(a) for a in values)
+
+
+def _features_rules(settings: dict) -> None:
+    """Fractions as floats; every img2img run (zc's strengths, the U-Net's) keeps a denoising step."""
+    for key in ("strengths", "stages"):
+        settings[key] = [float(v) for v in settings[key]]
+    for key in ("guidance_scale", "eta", "unet_strength"):
+        settings[key] = float(settings[key])
+    strengths = dict.fromkeys(settings["strengths"], "features.strengths")
+    if settings["unet_blocks"]:
+        strengths.setdefault(settings["unet_strength"], "features.unet_strength")
+    steps = settings["num_inference_steps"]
+    for strength, key in strengths.items():
+        # diffusers' img2img runs min(int(steps * strength), steps) steps.
+        if settings["stages"] and int(steps * strength) < 1:
+            raise ConfigError(f"config key '{key}': strength {strength} with features.num_inference_steps {steps} "
+                              "leaves no denoising step (expected strength x steps >= 1)")
+
+
+def _encoding_rules(settings: dict) -> None:
+    """Alpha grids as sorted floats; the banded models' grid is ``alphas`` unless given."""
+    settings["alphas"] = _sorted_alphas(settings["alphas"])
+    given = settings["banded_alphas"]
+    settings["banded_alphas"] = list(settings["alphas"]) if given is None else _sorted_alphas(given)
+
+
+def check_evaluation(settings: Mapping) -> None:
+    """Evaluation settings that cannot go together (part of ``section_settings("evaluation")``).
 
     Raises
     ------
@@ -246,14 +316,14 @@ def validate_config(config: dict, base_dir: str = ".", built_by_workflow: dict |
     )
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(_describe(e) for e in errors))
+    for section, rules in SECTION_RULES.items():
+        rules(validated[section])
     _check_paths(validated, base_dir, built_by_workflow or {})
     _check_references(validated)
-    check_evaluation(validated["evaluation"])
-    check_synthetic_sizes(validated["synthetic"])
     return validated
 
 
-def check_synthetic_sizes(synthetic: dict) -> None:
+def check_synthetic_sizes(synthetic: Mapping) -> None:
     """The synthetic design's sizes fit together (whole sessions, a released session, runs of trials).
 
     Raises
@@ -279,3 +349,13 @@ def check_synthetic_sizes(synthetic: dict) -> None:
             f"config key 'synthetic.runs_per_session': expected at most trials_per_session "
             f"({per_session}), found {synthetic['runs_per_session']}"
         )
+
+
+#: Per section, what the schema cannot say (keys that depend on each other) and the normal form of its
+#: values, checked and set in place; :func:`section_settings` and :func:`validate_config` apply them.
+SECTION_RULES: dict[str, Callable[[dict], None]] = {
+    "features": _features_rules,
+    "encoding": _encoding_rules,
+    "evaluation": check_evaluation,
+    "synthetic": check_synthetic_sizes,
+}

@@ -118,7 +118,8 @@ def feature_dims(model_folder: str | os.PathLike, features: Mapping) -> dict[str
     ``UNet2DConditionModel`` geometry: every down block but the last halves the latent,
     every up block but the last doubles it. None when the folder (or its U-Net) is not there yet.
     """
-    from .ldm.names import feature_specs, with_defaults
+    from .config import section_settings
+    from .ldm.names import feature_specs
 
     folder = Path(model_folder)
     unet, vae = _read_json(folder / "unet" / "config.json"), _read_json(folder / "vae" / "config.json")
@@ -129,7 +130,7 @@ def feature_dims(model_folder: str | os.PathLike, features: Mapping) -> dict[str
     tokenizer = _read_json(folder / "tokenizer" / "tokenizer_config.json")
     positions = int(text["max_position_embeddings"])
     length = min(int(tokenizer.get("model_max_length") or positions), positions)
-    config = with_defaults(features)
+    config = section_settings("features", features)
     latent = config["image_size"] // 2 ** (len(vae["block_out_channels"]) - 1)
     channels = list(unet["block_out_channels"])
     n_down = len(channels)

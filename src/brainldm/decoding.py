@@ -11,7 +11,9 @@ import logging
 import h5py
 import numpy as np
 
-from .files import atomic_path, rows_of_ids
+from .config import section_settings
+from .decoded import write_decoded_latent
+from .files import rows_of_ids
 from .nsd.roi_betas import RoiBetas
 from .ridge import RowsOf, fit_predict
 from .stats import columnwise_correlation
@@ -29,13 +31,15 @@ def decode_latent(betas_path, feature_path, out_path, decoding: dict, subject: s
     feature_path : path
         The target feature (``features`` (n_images, d), sorted ``nsd_ids``, attr ``shape``).
     out_path : path
-        Output HDF5: ``predictions`` (n_test, d), ``nsd_ids``, ``best_alphas``,
-        ``alpha_at_edge``, ``cv_scores``, ``corr_per_image``, ``corr_per_dimension``.
+        Output, a :mod:`brainldm.decoded` file: ``predictions`` (n_test, d), ``nsd_ids``, attr
+        ``shape``, and ``best_alphas``, ``alpha_at_edge``, ``cv_scores``, ``corr_per_image``,
+        ``corr_per_dimension``.
     decoding : dict
-        ``alphas``, ``cv``, ``backend``, ``n_targets_batch``.
+        ``config["decoding"]``, whole or in part: ``alphas``, ``cv``, ``backend``, ``n_targets_batch``.
     subject, roi, target : str
         Recorded in the output.
     """
+    decoding = section_settings("decoding", decoding)
     betas = RoiBetas.read(betas_path)
     x_train, x_test = betas.arrays()
     train_ids, test_ids = betas.train_ids, betas.test_ids
@@ -54,16 +58,10 @@ def decode_latent(betas_path, feature_path, out_path, decoding: dict, subject: s
     per_dim = columnwise_correlation(fit.predictions, y_test, axis=0)
     log.info("%s %s: median test r per image %.3f, per dimension %.3f; %.1f%% of alphas at the grid's edge",
              subject, target, np.median(per_image), np.median(per_dim), 100 * fit.alpha_at_edge.mean())
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
-        out.create_dataset("predictions", data=fit.predictions, track_times=False)
-        out.create_dataset("nsd_ids", data=test_ids, track_times=False)
-        out.create_dataset("best_alphas", data=fit.best_alphas, track_times=False)
-        out.create_dataset("alpha_at_edge", data=fit.alpha_at_edge, track_times=False)
-        out.create_dataset("cv_scores", data=fit.cv_scores, track_times=False)
-        out.create_dataset("corr_per_image", data=per_image, track_times=False)
-        out.create_dataset("corr_per_dimension", data=per_dim, track_times=False)
-        out.attrs.update({
-            "subject": subject, "roi": roi, "target": target, "shape": shape,
-            "decoding": json.dumps(decoding, sort_keys=True), "alphas": np.asarray(decoding["alphas"], float),
-            "nsd_ids": "0-based 73k ids of the test images",
-        })
+    write_decoded_latent(
+        out_path, fit.predictions, test_ids, shape,
+        datasets={"best_alphas": fit.best_alphas, "alpha_at_edge": fit.alpha_at_edge, "cv_scores": fit.cv_scores,
+                  "corr_per_image": per_image, "corr_per_dimension": per_dim},
+        attrs={"subject": subject, "roi": roi, "target": target, "decoding": json.dumps(decoding, sort_keys=True),
+               "alphas": np.asarray(decoding["alphas"], float), "nsd_ids": "0-based 73k ids of the test images"},
+    )

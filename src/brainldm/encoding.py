@@ -20,7 +20,7 @@ Voxels are fitted in batches of ``n_targets_batch``: only one batch of betas and
 predictions is in memory at a time, beside the per-voxel vectors (r, R^2, alpha...) and
 the folds' decompositions (independent of the number of voxels).
 Every workflow-facing function takes input paths, output paths and a settings dict
-(``config["encoding"]``; see :data:`ENCODING_DEFAULTS`).
+(``config["encoding"]``, completed and checked by :func:`brainldm.config.section_settings`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import h5py
 import nibabel as nib
 import numpy as np
 
-from .config import complete_settings, section_defaults
+from .config import section_settings
 from .files import atomic_path
 from .nsd.layout import STREAMS_LABELS
 from .nsd.roi_betas import RoiBetas
@@ -50,9 +50,7 @@ from .volume import save_map
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "ENCODING_DEFAULTS",
     "FEATURE_MAPS",
-    "encoding_settings",
     "banded_map_names",
     "band_weights",
     "EncodingInputError",
@@ -69,47 +67,12 @@ __all__ = [
 #: Keys of ``config["encoding"]`` that the workflow reads (which ROI), not the models.
 WORKFLOW_KEYS = ("roi",)
 
-#: Defaults of ``config["encoding"]``'s model settings, from the configuration schema.
-ENCODING_DEFAULTS: dict = section_defaults("encoding", exclude=WORKFLOW_KEYS)
-
 #: Maps written by :func:`encode_feature` (keys of its ``out_maps``).
 FEATURE_MAPS = ("r", "p", "q", "significant", "alpha")
 
 
 class EncodingInputError(ValueError):
     """An input file of an encoding model is inconsistent (names the file and what is wrong)."""
-
-
-def encoding_settings(settings: Mapping | None) -> dict:
-    """``settings`` (``config["encoding"]``) completed with :data:`ENCODING_DEFAULTS`, checked.
-
-    Raises
-    ------
-    ValueError
-        An unknown key or a value of the wrong type or range; the message names the key.
-    """
-    out = complete_settings(settings, ENCODING_DEFAULTS, "encoding", ignore=WORKFLOW_KEYS)
-    for key in ("alphas", "banded_alphas"):
-        if key == "banded_alphas" and out[key] is None:
-            continue
-        alphas = np.asarray(out[key], dtype=np.float64).ravel()
-        if alphas.size == 0 or np.any(~np.isfinite(alphas)) or np.any(alphas <= 0):
-            raise ValueError(f"encoding.{key} must be a non-empty list of positive numbers, got {out[key]!r}")
-        out[key] = sorted(float(a) for a in alphas)
-    if out["banded_alphas"] is None:
-        out["banded_alphas"] = list(out["alphas"])
-    for key, low in (("cv", 2), ("n_targets_batch", 1), ("banded_n_ratios", 1)):
-        value = out[key]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"encoding.{key} must be an integer >= {low}, got {value!r}")
-        out[key] = int(value)
-    for key, valid, what in (("fdr_q", lambda v: 0 < v < 1, "in (0, 1)"), ("banded_max_ratio", lambda v: v >= 1, ">= 1")):
-        value = out[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not valid(value):
-            raise ValueError(f"encoding.{key} must be a number {what}, got {value!r}")
-    if not isinstance(out["backend"], str):
-        raise ValueError(f"encoding.backend must be a string, got {out['backend']!r}")
-    return out
 
 
 def banded_map_names(bands: Sequence[str]) -> tuple[str, ...]:
@@ -242,9 +205,9 @@ def ridge_encoding(x_train, y_train, x_test, y_test, settings: Mapping | None = 
         ``(n_train, n_voxels)``, ``(n_test, n_voxels)``: arrays or HDF5 datasets, read one
         batch of columns at a time.
     settings : mapping
-        ``alphas``, ``cv``, ``backend``, ``n_targets_batch``, ``fdr_q`` (see :data:`ENCODING_DEFAULTS`).
+        ``alphas``, ``cv``, ``backend``, ``n_targets_batch``, ``fdr_q`` (``config["encoding"]``, defaults from the schema).
     """
-    s = encoding_settings(settings)
+    s = section_settings("encoding", settings, ignore=WORKFLOW_KEYS)
     if len(x_train) != y_train.shape[0]:
         raise EncodingInputError(f"X has {len(x_train)} training rows but the betas have {y_train.shape[0]}")
     if len(x_test) != y_test.shape[0]:
@@ -343,14 +306,14 @@ def banded_encoding(xs_train: Sequence, y_train, xs_test: Sequence, y_test, band
     bands : sequence of str
         The bands' names (e.g. ``["z", "zc_s0.8_t1"]``).
     settings : mapping
-        See :data:`ENCODING_DEFAULTS`.
+        ``config["encoding"]``, whole or in part (defaults from the schema).
     alone : sequence of two mappings, optional
         Per band, the test ``r2`` and ``r`` of that band's own model over all voxels (the
         :func:`encode_feature` results, fitted with the same settings); fitted here when None.
     """
     from himalaya.scoring import r2_score_split
 
-    s = encoding_settings(settings)
+    s = section_settings("encoding", settings, ignore=WORKFLOW_KEYS)
     bands = list(bands)
     if len(bands) != 2 or len(xs_train) != 2 or len(xs_test) != 2:
         raise ValueError(f"the banded model takes exactly two bands, got {bands}")
@@ -485,11 +448,11 @@ def encode_feature(betas_path, feature_path, reference_path, out_h5, out_maps: M
         outside), ``p`` and ``q`` (float32, 1 outside), ``significant`` (uint8),
         ``alpha`` (float32, 0 outside).
     settings : mapping
-        ``config["encoding"]`` (see :data:`ENCODING_DEFAULTS`).
+        ``config["encoding"]`` (``config["encoding"]``, defaults from the schema).
     feature : str, optional
         The feature's name (default: the file's stem).
     """
-    s = encoding_settings(settings)
+    s = section_settings("encoding", settings, ignore=WORKFLOW_KEYS)
     _check_out_maps(out_maps, FEATURE_MAPS, "encode_feature")
     feature = feature or os.path.basename(os.fspath(feature_path)).removesuffix(".h5")
     design = load_design(betas_path, [feature_path])
@@ -546,7 +509,7 @@ def encode_banded(betas_path, feature_paths: Mapping, reference_path, out_h5, ou
         Band name -> :func:`encode_feature` result of that band alone (same betas and
         settings): its test ``r2`` and ``r`` are used instead of refitting it.
     """
-    s = encoding_settings(settings)
+    s = section_settings("encoding", settings, ignore=WORKFLOW_KEYS)
     bands = list(feature_paths)
     if len(bands) != 2:
         raise ValueError(f"encode_banded takes two feature files (e.g. z and a zc), got {bands}")
@@ -630,7 +593,7 @@ def map_best_unet_layer(result_paths: Sequence, reference_path, out_map, out_lab
     labels : sequence of str, optional
         Block names; default parsed from each file's feature name ``unet_{block}_t{stage}``.
     """
-    encoding_settings(settings)
+    section_settings("encoding", settings, ignore=WORKFLOW_KEYS)
     if not result_paths:
         raise ValueError("map_best_unet_layer needs at least one result file")
     results = [_read_result(p) for p in result_paths]
@@ -676,7 +639,7 @@ def summarize_encoding_by_roi(result_paths: Sequence, streams_path, out_tsv, set
     settings : mapping, optional
         ``config["encoding"]`` (unused; uniform signature).
     """
-    encoding_settings(settings)
+    section_settings("encoding", settings, ignore=WORKFLOW_KEYS)
     streams = np.asarray(nib.load(os.fspath(streams_path)).dataobj)
     rows = []
     columns = ["model", "label", "roi", "n_voxels", "n_significant", "fraction_significant", "mean_r", "median_r"]

@@ -35,13 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import complete_settings, section_defaults
+from .config import section_settings
 from .files import atomic_path
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "FLATMAP_DEFAULTS",
     "KINDS",
     "FlatmapError",
     "flatmap_settings",
@@ -61,9 +60,6 @@ __all__ = [
 #: Keys of ``config["flatmaps"]`` that the workflow reads (what to draw), not the renderer.
 WORKFLOW_KEYS = ("enabled", "per_map")
 
-#: Defaults of ``config["flatmaps"]``'s drawing settings, from the configuration schema.
-FLATMAP_DEFAULTS: dict = section_defaults("flatmaps", exclude=WORKFLOW_KEYS)
-
 #: Kinds of maps and how they are drawn: values, transparent where 0 / not in the mask.
 KINDS = ("r", "unique", "layer", "value")
 
@@ -73,26 +69,13 @@ class FlatmapError(RuntimeError):
 
 
 def flatmap_settings(settings: Mapping | None, nsd_subject: str | None = None) -> dict:
-    """``settings`` (``config["flatmaps"]``) with defaults, and the overrides of ``nsd_subject``.
+    """``settings`` (``config["flatmaps"]``), complete and checked, with the pycortex subject of ``nsd_subject``.
 
     ``settings["subjects"][nsd_subject]`` may name that subject's own pycortex
     ``subject`` and ``transform`` (real NSD: each subject has its surfaces).
     """
-    out = complete_settings(settings, FLATMAP_DEFAULTS, "flatmaps", ignore=WORKFLOW_KEYS)
-    if nsd_subject is not None and nsd_subject in (out["subjects"] or {}):
-        override = dict(out["subjects"][nsd_subject])
-        bad = sorted(set(override) - {"subject", "transform"})
-        if bad:
-            raise ValueError(f"flatmaps.subjects.{nsd_subject}: unknown keys {bad} (subject, transform)")
-        out.update(override)
-    for key in ("subject", "transform", "filestore"):
-        if not isinstance(out[key], (str, os.PathLike)) or not str(out[key]):
-            raise ValueError(f"flatmaps.{key} must be a non-empty string, got {out[key]!r}")
-    if out["with_rois"] not in ("auto", True, False):
-        raise ValueError(f"flatmaps.with_rois must be auto, true or false, got {out['with_rois']!r}")
-    for key in ("height", "dpi"):
-        if isinstance(out[key], bool) or not isinstance(out[key], int) or out[key] < 16:
-            raise ValueError(f"flatmaps.{key} must be an integer >= 16, got {out[key]!r}")
+    out = section_settings("flatmaps", settings, ignore=WORKFLOW_KEYS)
+    out.update(out["subjects"].get(nsd_subject, {}) if nsd_subject is not None else {})
     return out
 
 
@@ -347,7 +330,7 @@ def render_flatmap(map_path, out_png, settings: Mapping | None, transform_dir=No
     out_png : path
         Output PNG (written atomically).
     settings : mapping
-        ``config["flatmaps"]`` (see :data:`FLATMAP_DEFAULTS`).
+        ``config["flatmaps"]``, whole or in part (defaults from the schema).
     transform_dir : path, optional
         Folder of the transform to register (the synthetic anatomy's ``pycortex_transform``).
     kind : str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from ..config import check_evaluation
+from ..config import section_settings
 from .plots import plot_identification
 from .tables import community_header, paper_header, pooled_community, pooled_identification, read_table, write_table
 
@@ -33,7 +33,7 @@ def evaluate_pooled(subjects: list[str], paper_paths: list, community_paths: lis
     if not (len(subjects) == len(paper_paths) == len(community_paths)):
         raise ValueError(f"{len(subjects)} subjects, {len(paper_paths)} identification and "
                          f"{len(community_paths)} community tables")
-    check_evaluation(settings)
+    settings = section_settings("evaluation", settings)
     paper = {s: read_table(p) for s, p in zip(subjects, paper_paths)}
     community = {s: read_table(p) for s, p in zip(subjects, community_paths)}
     for tables in (paper, community):

@@ -19,7 +19,7 @@ from ..ldm.names import METHODS
 from .identification import sample_mean_identification, standardize_rows, two_way_identification
 from .images import load_originals, read_images, read_test_ids, reconstruction_files
 from .metrics import PIXEL_SIZE, correlation_distance, pixel_scores
-from ..config import check_evaluation
+from ..config import section_settings
 from .nets import FeatureExtractor
 from .protocols import protocol_readouts, scaled_size
 from .plots import plot_best_samples
@@ -143,7 +143,7 @@ def evaluate_subject(stimuli_path, test_images_path, image_dir, n_samples: int, 
     began = time.perf_counter()
     if threads:
         torch.set_num_threads(threads)
-    check_evaluation(settings)
+    settings = section_settings("evaluation", settings)
     nsd_ids = read_test_ids(test_images_path)
     files = reconstruction_files(image_dir, nsd_ids, n_samples)  # all present before any work
     scorer = SubjectScorer(load_originals(stimuli_path, nsd_ids), settings)

@@ -8,13 +8,11 @@ their names here.
 from __future__ import annotations
 
 from ..lazy import lazy_getattr
-from .names import FEATURE_DEFAULTS, feature_names, feature_specs, with_defaults
+from .names import feature_names, feature_specs
 
 __all__ = [
-    "FEATURE_DEFAULTS",
     "feature_names",
     "feature_specs",
-    "with_defaults",
     "load_model",
     "extract_features",
     "FeatureExtractor",

@@ -56,7 +56,8 @@ from ..errors import NSDInputError
 from ..seeds import derive_seed
 from .load import img2img_timesteps, load_model, model_fingerprint, scheduler_provenance
 from .gather import check_out_paths, gather_features
-from .names import FeatureSpec, feature_names, feature_specs, img2img_strengths, stage_step, storage_dtype, with_defaults
+from ..config import section_settings
+from .names import FeatureSpec, feature_names, feature_specs, img2img_strengths, stage_step, storage_dtype
 
 __all__ = [
     "StimuliIndex",
@@ -195,8 +196,8 @@ class FeatureExtractor:
     pipe : diffusers.StableDiffusionImg2ImgPipeline
         From :func:`brainldm.ldm.load.load_model` (its device and dtype are used).
     config : mapping
-        ``config["features"]`` (defaults filled in by
-        :func:`brainldm.ldm.names.with_defaults`).
+        ``config["features"]``, whole or in part (completed and checked by
+        :func:`brainldm.config.section_settings`).
 
     Attributes
     ----------
@@ -217,7 +218,7 @@ class FeatureExtractor:
     """
 
     def __init__(self, pipe, config: Mapping):
-        self.config = with_defaults(config)
+        self.config = section_settings("features", config)
         self.pipe = pipe
         pipe.set_progress_bar_config(disable=True)
         self.device = pipe.device
@@ -516,7 +517,7 @@ def extract_features(model, stimuli_path: str | os.PathLike, manifest_path: str 
     """
     if threads:
         torch.set_num_threads(int(threads))
-    config = with_defaults(features_config)
+    config = section_settings("features", features_config)
     specs = feature_specs(config)
     names = [spec.name for spec in specs]
     index, n_parts = read_stimuli_index(stimuli_path), int(part[1])

@@ -22,7 +22,9 @@ from PIL import Image
 
 from ..files import atomic_path
 from ..shards import read_part_manifests, remove_shards
-from .names import METHODS, FeatureSpec, feature_specs, image_name, with_defaults
+from ..config import section_settings
+from ..decoded import DecodedLatent
+from .names import METHODS, FeatureSpec, feature_specs, image_name
 
 __all__ = ["check_out_paths", "gather_features", "gather_reconstructions", "contact_sheet"]
 
@@ -78,7 +80,7 @@ def gather_features(part_manifests: Sequence, stimuli_path, out_paths: Mapping, 
     ``step`` (1-based denoising step), ``timestep`` (scheduler timestep of that step),
     ``n_denoising_steps``; for U-Net features ``block``.
     """
-    config = with_defaults(features_config)
+    config = section_settings("features", features_config)
     specs = feature_specs(config)
     names = [spec.name for spec in specs]
     check_out_paths(out_paths, names)
@@ -133,11 +135,6 @@ def _assemble(shards: list[dict], nsd_ids: np.ndarray, specs: Sequence[FeatureSp
     log.info("wrote %d feature files of %d images", len(specs), n)
 
 
-def _read_ids(path) -> np.ndarray:
-    with h5py.File(path, "r") as h5:
-        return h5["nsd_ids"][()]
-
-
 def gather_reconstructions(part_manifests, z_path, image_dir, latents_path, settings: dict, stimuli_path=None,
                            sheet_path=None) -> None:
     """The images and latents of a subject's reconstructions from the shards of every part.
@@ -162,7 +159,8 @@ def gather_reconstructions(part_manifests, z_path, image_dir, latents_path, sett
 
     The files do not depend on the number of parts.
     """
-    z_ids = _read_ids(z_path)
+    settings = section_settings("reconstruction", settings)
+    z_ids = DecodedLatent.read(z_path, predictions=False).nsd_ids
     shards, common = read_part_manifests(part_manifests, z_ids, METHODS, "reconstruction jobs")
     image_dir = Path(image_dir)
     with atomic_path(latents_path) as tmp, h5py.File(tmp, "w") as out:
@@ -180,7 +178,7 @@ def gather_reconstructions(part_manifests, z_path, image_dir, latents_path, sett
         out.attrs.update(common)
     if sheet_path is not None:
         contact_sheet(stimuli_path, image_dir, z_ids, sheet_path)
-    remove_shards(shards, settings.get("keep_shards", False), "reconstruction.keep_shards")
+    remove_shards(shards, settings["keep_shards"], "reconstruction.keep_shards")
 
 
 def _write_png(dataset, path: Path) -> None:

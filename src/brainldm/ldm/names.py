@@ -39,18 +39,15 @@ prediction produces that latent).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..config import complete_settings, section_defaults
+from ..config import section_settings
 
 __all__ = [
     "METHODS",
     "image_name",
-    "FEATURE_DEFAULTS",
     "FeatureSpec",
-    "with_defaults",
     "format_number",
     "denoising_steps",
     "stage_step",
@@ -73,11 +70,6 @@ def image_name(method: str, nsd_id: int, sample: int) -> str:
     return f"{method}/{int(nsd_id):05d}_{sample}.png" if method != "Xz" else f"Xz/{int(nsd_id):05d}.png"
 
 
-#: Defaults of ``config["features"]`` (the paper's values where it states one), from the schema.
-FEATURE_DEFAULTS: dict = section_defaults("features")
-
-_SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
-
 
 @dataclass(frozen=True)
 class FeatureSpec:
@@ -92,68 +84,6 @@ class FeatureSpec:
     strength: float | None = None
     stage: float | None = None
     block: str | None = None
-
-
-def _fraction_list(config: Mapping, key: str) -> list[float]:
-    values = config[key]
-    if isinstance(values, (int, float)) and not isinstance(values, bool):
-        values = [values]
-    if not isinstance(values, (list, tuple)):
-        raise ValueError(f"features.{key} must be a list of numbers in (0, 1], got {values!r}")
-    out = []
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < float(value) <= 1:
-            raise ValueError(f"features.{key}: {value!r} is not a number in (0, 1]")
-        out.append(float(value))
-    if len(set(out)) != len(out):
-        raise ValueError(f"features.{key} has duplicates: {values!r}")
-    return out
-
-
-def with_defaults(config: Mapping | None) -> dict:
-    """Return ``config`` (``config["features"]``) completed with :data:`FEATURE_DEFAULTS`, checked.
-
-    Raises
-    ------
-    ValueError
-        An unknown key, or a value of the wrong type or range; the message names the key.
-    """
-    out = complete_settings(config, FEATURE_DEFAULTS, "features")
-    for key in ("image_size", "batch_size", "shard_size", "num_inference_steps"):
-        value = out[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"features.{key} must be a positive integer, got {value!r}")
-    if isinstance(out["seed"], bool) or not isinstance(out["seed"], int):
-        raise ValueError(f"features.seed must be an integer, got {out['seed']!r}")
-    for key in ("guidance_scale", "eta"):
-        value = out[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"features.{key} must be a number >= 0, got {value!r}")
-        out[key] = float(value)
-    if out["z_mode"] not in ("mean", "sample"):
-        raise ValueError(f"features.z_mode must be 'mean' or 'sample', got {out['z_mode']!r}")
-    if not isinstance(out["device"], str) or not out["device"]:
-        raise ValueError(f"features.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {out['device']!r}")
-    out["strengths"] = _fraction_list(out, "strengths")
-    out["stages"] = _fraction_list(out, "stages")
-    unet_strength = out["unet_strength"]
-    if isinstance(unet_strength, bool) or not isinstance(unet_strength, (int, float)) or not 0 < unet_strength <= 1:
-        raise ValueError(f"features.unet_strength: {unet_strength!r} is not a number in (0, 1]")
-    out["unet_strength"] = float(unet_strength)
-    if out["unet_dtype"] not in ("float16", "float32"):
-        raise ValueError(f"features.unet_dtype must be 'float16' or 'float32', got {out['unet_dtype']!r}")
-    blocks = out["unet_blocks"]
-    if isinstance(blocks, str) or not isinstance(blocks, (list, tuple)):
-        raise ValueError(f"features.unet_blocks must be a list of block names, got {blocks!r}")
-    for block in blocks:
-        if not isinstance(block, str) or not _SAFE.match(block):
-            raise ValueError(f"features.unet_blocks: {block!r} is not a block name such as 'down_blocks.1'")
-    if len(set(blocks)) != len(blocks):
-        raise ValueError(f"features.unet_blocks has duplicates: {blocks!r}")
-    out["unet_blocks"] = list(blocks)
-    for strength in img2img_strengths(out):
-        denoising_steps(out["num_inference_steps"], strength)  # raises if no step is left
-    return out
 
 
 def format_number(value: float) -> str:
@@ -208,7 +138,7 @@ def img2img_strengths(config: Mapping) -> list[float]:
 
 def feature_specs(config: Mapping | None) -> list[FeatureSpec]:
     """All features of ``config`` (``config["features"]``, defaults filled in), in a stable order."""
-    config = with_defaults(config)
+    config = section_settings("features", config)
     specs = [FeatureSpec("z", "z"), FeatureSpec("c", "c")]
     for strength in config["strengths"]:
         for stage in config["stages"]:
@@ -227,7 +157,7 @@ def feature_specs(config: Mapping | None) -> list[FeatureSpec]:
 def storage_dtype(spec: FeatureSpec, config: Mapping | None) -> str:
     """The dtype a feature is stored in: ``features.unet_dtype`` for U-Net blocks, float32 for z, c and zc
     (decoding targets and small)."""
-    return with_defaults(config)["unet_dtype"] if spec.kind == "unet" else "float32"
+    return section_settings("features", config)["unet_dtype"] if spec.kind == "unet" else "float32"
 
 
 def feature_names(config: Mapping | None) -> list[str]:

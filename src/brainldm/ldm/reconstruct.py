@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..config import without_runtime
+from ..config import section_settings, without_runtime
+from ..decoded import DecodedLatent
 from ..files import atomic_path
 from ..shards import clean_partial_shards, fingerprint, mark_complete, part_shards, shard_is_complete, write_part_manifest
 from ..seeds import derive_seed
@@ -110,11 +111,6 @@ class Reconstructor:
         return _to_pil(vae.decode(latents / vae.config.scaling_factor).sample)
 
 
-def _read_prediction(path) -> tuple[np.ndarray, np.ndarray, tuple]:
-    with h5py.File(path, "r") as h5:
-        return h5["predictions"][()], h5["nsd_ids"][()], tuple(int(n) for n in h5.attrs["shape"])
-
-
 def reconstruct_images(model, z_path, c_path, manifest_path, shard_dir, settings: dict, subject: str,
                        part: tuple[int, int] = (0, 1), model_loading: dict | None = None,
                        threads: int | None = None) -> None:
@@ -138,7 +134,7 @@ def reconstruct_images(model, z_path, c_path, manifest_path, shard_dir, settings
     shard_dir : path
         Folder of the shards (shared by the parts).
     settings : dict
-        ``config["reconstruction"]``.
+        ``config["reconstruction"]``, whole or in part.
     subject : str
         Seeds the samples.
     part : (int, int)
@@ -153,9 +149,11 @@ def reconstruct_images(model, z_path, c_path, manifest_path, shard_dir, settings
 
     if threads:
         torch.set_num_threads(int(threads))
-    z, z_ids, z_shape = _read_prediction(z_path)
-    c, c_ids, c_shape = _read_prediction(c_path)
-    if not np.array_equal(z_ids, c_ids):
+    settings = section_settings("reconstruction", settings)
+    decoded_z, decoded_c = DecodedLatent.read(z_path), DecodedLatent.read(c_path)
+    z, z_ids, z_shape = decoded_z.predictions, decoded_z.nsd_ids, decoded_z.shape
+    c, c_shape = decoded_c.predictions, decoded_c.shape
+    if not np.array_equal(z_ids, decoded_c.nsd_ids):
         raise ValueError(f"{z_path} and {c_path} predict different test images")
     shard_size = settings["shard_size"]
     n_shards = -(-len(z_ids) // shard_size)
