@@ -5,10 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from brainldm import device as device_module
-from brainldm.device import cuda_available, gpu_driver_present, himalaya_backend, torch_device
+from brainldm.device import NUMPY_BACKEND, array_backend, cuda_available, gpu_driver_present, himalaya_backend, torch_device
 
 
 def test_driver_files_and_visible_devices(tmp_path, monkeypatch):
@@ -35,6 +36,20 @@ def test_no_driver_means_no_torch_import():
             "assert not d.cuda_available();"
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_numpy_backend_is_himalayas_functions_without_its_import():
+    code = ("import sys; import numpy as np; from brainldm.ridge import RidgeCVEngine;"
+            "x = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32);"
+            "RidgeCVEngine(x, x[:8], [1.0, 10.0], cv=4, backend='numpy').fit(x[:, :3]);"
+            "assert not {'himalaya', 'sklearn'} & set(sys.modules), 'himalaya or scikit-learn imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    numpy_backend = pytest.importorskip("himalaya.backend").set_backend("numpy")
+    assert array_backend("numpy") is NUMPY_BACKEND
+    assert NUMPY_BACKEND.matmul is numpy_backend.matmul
+    a = np.arange(4.0)
+    assert NUMPY_BACKEND.to_numpy(a) is numpy_backend.to_numpy(a) is a
+    assert NUMPY_BACKEND.asarray(a, dtype=np.float32).dtype == numpy_backend.asarray(a, dtype=np.float32).dtype
 
 
 def test_auto_backend_follows_cuda(monkeypatch):

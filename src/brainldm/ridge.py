@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .device import himalaya_backend
+from .device import array_backend, himalaya_backend
 
 log = logging.getLogger(__name__)
 
@@ -333,8 +333,6 @@ class RidgeCVEngine:
 
     def __init__(self, x_train: np.ndarray, x_test: np.ndarray, alphas, cv: int = 5, backend: str = "auto",
                  standardize: bool = True, overwrite_x: bool = False):
-        from himalaya.backend import set_backend
-
         self.alphas = _check_alphas(alphas)
         if x_train.shape[1] == 0:
             raise ValueError("X has no columns (an ROI with no voxels?)")
@@ -347,7 +345,7 @@ class RidgeCVEngine:
         for label, array in (("X train", x_train), ("X test", x_test)):
             check_finite(label, array)
         self.backend_name = himalaya_backend(backend)
-        self.backend = set_backend(self.backend_name, on_error="raise")
+        self.backend = array_backend(self.backend_name)
         if standardize:
             scaler = Standardizer.fit(x_train)
             xt, xs = scaler.transform(x_train), scaler.transform(x_test)
