@@ -30,20 +30,21 @@ def test_cuda_available_is_torchs_answer():
     assert cuda_available() == torch.cuda.is_available()
 
 
+def _in_a_new_interpreter(*statements: str) -> None:
+    subprocess.run([sys.executable, "-c", "import sys; " + "; ".join(statements)], check=True)
+
+
 def test_no_driver_means_no_torch_import():
-    code = ("import sys; import brainldm.device as d; d.DRIVER_FILES = ();"
-            "assert d.himalaya_backend('auto') == 'numpy';"
-            "assert not d.cuda_available();"
-            "assert 'torch' not in sys.modules, 'torch imported'")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    _in_a_new_interpreter("import brainldm.device as d", "d.DRIVER_FILES = ()",
+                          "assert d.himalaya_backend('auto') == 'numpy'", "assert not d.cuda_available()",
+                          "assert 'torch' not in sys.modules, 'torch imported'")
 
 
 def test_numpy_backend_is_himalayas_functions_without_its_import():
-    code = ("import sys; import numpy as np; from brainldm.ridge import RidgeCVEngine;"
-            "x = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32);"
-            "RidgeCVEngine(x, x[:8], [1.0, 10.0], cv=4, backend='numpy').fit(x[:, :3]);"
-            "assert not {'himalaya', 'sklearn'} & set(sys.modules), 'himalaya or scikit-learn imported'")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    _in_a_new_interpreter("import numpy as np", "from brainldm.ridge import RidgeCVEngine",
+                          "x = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)",
+                          "RidgeCVEngine(x, x[:8], [1.0, 10.0], cv=4, backend='numpy').fit(x[:, :3])",
+                          "assert not {'himalaya', 'sklearn'} & set(sys.modules), 'himalaya or scikit-learn imported'")
     numpy_backend = pytest.importorskip("himalaya.backend").set_backend("numpy")
     assert array_backend("numpy") is NUMPY_BACKEND
     assert NUMPY_BACKEND.matmul is numpy_backend.matmul
