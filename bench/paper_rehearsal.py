@@ -187,15 +187,13 @@ def write_features(path: Path, dim: int, seed: int) -> None:
 
 def write_pca_features(path: Path, seed: int, components: int | None = None) -> None:
     """A PCA feature file as reduce_features writes it (6,400 components unless ``components``)."""
-    import h5py
+    from brainldm.reduced import write_reduced_feature
 
     components = components or PCA_COMPONENTS
     rng = np.random.default_rng(seed)
-    with h5py.File(path, "w") as h5:
-        h5["train"] = rng.standard_normal((TRAIN_IMAGES, components), np.float32)
-        h5["train_nsd_ids"] = np.arange(TEST_IMAGES, TEST_IMAGES + TRAIN_IMAGES)
-        h5["test"] = rng.standard_normal((TEST_IMAGES, components), np.float32)
-        h5["test_nsd_ids"] = np.arange(TEST_IMAGES)
+    train = rng.standard_normal((TRAIN_IMAGES, components), np.float32)
+    test = rng.standard_normal((TEST_IMAGES, components), np.float32)
+    write_reduced_feature(path, train, np.arange(TEST_IMAGES, TEST_IMAGES + TRAIN_IMAGES), test, np.arange(TEST_IMAGES))
 
 
 def write_alone_result(path: Path, n_voxels: int) -> None:

@@ -12,6 +12,7 @@ import pytest
 from brainldm.config import ConfigError
 from brainldm.errors import IntermediateFileError
 from brainldm.nsd.roi_betas import write_roi_betas
+from brainldm.reduced import write_reduced_feature
 from brainldm.encoding import (
     FEATURE_MAPS,
     EncodingInputError,
@@ -34,11 +35,7 @@ def write_betas(path, train_ids, train, test_ids, test, voxel_index, roi="brain"
 
 
 def write_features(path, train_ids, train, test_ids, test):
-    with h5py.File(path, "w") as h5:
-        h5["train"] = train.astype(np.float32)
-        h5["train_nsd_ids"] = train_ids
-        h5["test"] = test.astype(np.float32)
-        h5["test_nsd_ids"] = test_ids
+    write_reduced_feature(path, train.astype(np.float32), train_ids, test.astype(np.float32), test_ids)
 
 
 def respond(rng, signal_images, train_rows, noise_sd):

@@ -42,6 +42,7 @@ from .config import section_settings
 from .files import atomic_path
 from .nsd.layout import STREAMS_LABELS
 from .nsd.roi_betas import RoiBetas
+from .reduced import ReducedFeature
 from .device import himalaya_backend
 from .ridge import RidgeCVEngine, Standardizer, check_finite
 from .stats import VoxelStats, pearson_r, r2_score, voxel_stats
@@ -120,7 +121,7 @@ def load_design(betas_path, feature_paths: Sequence) -> Design:
     betas_path : path
         Ingestion betas (``train/nsd_ids`` per trial, ``test/nsd_ids`` per image, ``voxel_index``...).
     feature_paths : sequence of path
-        PCA feature files (``train``, ``train_nsd_ids``, ``test``, ``test_nsd_ids``).
+        PCA feature files (:class:`brainldm.reduced.ReducedFeature`).
 
     Raises
     ------
@@ -131,16 +132,11 @@ def load_design(betas_path, feature_paths: Sequence) -> Design:
     betas = RoiBetas.read(betas_path, min_test_images=3)  # p-values of r need 3
     x_train, x_test = [], []
     for path in feature_paths:
-        with h5py.File(path, "r") as h5:
-            for name in ("train", "train_nsd_ids", "test", "test_nsd_ids"):
-                if name not in h5:
-                    raise EncodingInputError(f"{path}: dataset {name!r} missing (not a PCA feature file?)")
-            train_rows = _rows_of(h5["train_nsd_ids"][()], betas.train_ids, path, "training")
-            test_rows = _rows_of(h5["test_nsd_ids"][()], betas.test_ids, path, "test")
-            train_images = np.asarray(h5["train"][()], dtype=np.float32)
-            test_images = np.asarray(h5["test"][()], dtype=np.float32)
-        if train_images.shape[1] != test_images.shape[1] or train_images.shape[1] == 0:
-            raise EncodingInputError(f"{path}: train has {train_images.shape[1]} columns, test {test_images.shape[1]}")
+        feature = ReducedFeature.read(path)
+        train_rows = _rows_of(feature.train_ids, betas.train_ids, path, "training")
+        test_rows = _rows_of(feature.test_ids, betas.test_ids, path, "test")
+        train_images, test_images = feature.train, feature.test
+        del feature
         check_finite(f"{path} train", train_images)
         check_finite(f"{path} test", test_images)
         xt = train_images[train_rows]  # one row per training trial

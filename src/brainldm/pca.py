@@ -39,7 +39,8 @@ import pandas as pd
 import scipy.linalg
 from scipy.linalg.blas import dsyr, dsyrk
 
-from .files import atomic_path, rows_of_ids
+from .files import rows_of_ids
+from .reduced import write_reduced_feature
 
 log = logging.getLogger(__name__)
 
@@ -272,9 +273,9 @@ def reduce_feature(feature_path, trials_path, out_path, n_components: int,
     trials_path : path
         The subject's ``trials.tsv`` (``nsd_id``, ``split``).
     out_path : path
-        Output HDF5: ``train`` and ``test`` (one row per unique image, sorted by
-        id), ``train_nsd_ids``, ``test_nsd_ids``, ``mean`` (of the training
-        images), ``explained_variance_ratio``.
+        Output, a :mod:`brainldm.reduced` file: ``train`` and ``test`` (one row per
+        unique image, sorted by id), ``train_nsd_ids``, ``test_nsd_ids``, and ``mean``
+        (of the training images), ``explained_variance_ratio``.
     n_components : int
         Upper bound of the number of components (paper: 6,400).
     block_bytes : int
@@ -294,17 +295,13 @@ def reduce_feature(feature_path, trials_path, out_path, n_components: int,
         attrs = dict(h5.attrs)
     kept = pca.train.shape[1]
     ratio = pca.explained_variance / pca.total_variance if pca.total_variance > 0 else pca.explained_variance * 0
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
-        out.create_dataset("train", data=pca.train, track_times=False)
-        out.create_dataset("test", data=pca.test, track_times=False)
-        out.create_dataset("train_nsd_ids", data=train_ids, track_times=False)
-        out.create_dataset("test_nsd_ids", data=test_ids, track_times=False)
-        out.create_dataset("mean", data=pca.mean, track_times=False)
-        out.create_dataset("explained_variance_ratio", data=ratio, track_times=False)
-        out.attrs["n_components"] = kept
-        out.attrs["fitted_on"] = "the subject's training images only (one row per unique image)"
-        out.attrs["source"] = os.fspath(feature_path)
-        out.attrs["source_attrs"] = json.dumps({k: str(v) for k, v in attrs.items()}, sort_keys=True)
+    write_reduced_feature(
+        out_path, pca.train, train_ids, pca.test, test_ids,
+        datasets={"mean": pca.mean, "explained_variance_ratio": ratio},
+        attrs={"n_components": kept, "fitted_on": "the subject's training images only (one row per unique image)",
+               "source": os.fspath(feature_path),
+               "source_attrs": json.dumps({k: str(v) for k, v in attrs.items()}, sort_keys=True)},
+    )
     log.info("%s: PCA %d -> %d components on %d training images (%.1f%% variance), %d test images",
              feature_path, dim, kept, len(train_rows), 100 * ratio.sum(), len(test_rows))
 
