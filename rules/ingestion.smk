@@ -53,7 +53,6 @@ rule extract_roi_betas:
 
 rule extract_stimuli:
     input:
-        expdesign=nsd_inputs()["expdesign"],
         trials=trials_tables(),
         stim_info=nsd_inputs()["stim_info"],
         stimuli=nsd_inputs()["stimuli"],
@@ -69,7 +68,5 @@ rule extract_stimuli:
     resources:
         mem_mb=4000,
         runtime=60,
-    params:
-        root=lambda wildcards, input: layout.root_from_expdesign(input.expdesign),
     script:
         "../workflow_scripts/extract_stimuli.py"

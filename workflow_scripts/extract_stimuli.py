@@ -5,7 +5,8 @@ from brainldm.nsd.ingest import extract_stimuli
 
 setup_logging(snakemake.log[0])
 extract_stimuli(
-    root=snakemake.params.root,
+    stimuli_path=snakemake.input.stimuli,
+    stim_info_path=snakemake.input.stim_info,
     trials_paths=snakemake.input.trials,
     out_path=snakemake.output[0],
     caption_files=list(snakemake.input.captions),

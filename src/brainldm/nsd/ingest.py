@@ -122,9 +122,12 @@ def extract_roi_betas(root, subject: str, trials_path: str, ingestion: dict, roi
     )
 
 
-def extract_stimuli(root, trials_paths: list[str], out_path: str, caption_files: list[str]) -> None:
+def extract_stimuli(stimuli_path, stim_info_path, trials_paths: list[str], out_path: str,
+                    caption_files: list[str]) -> None:
     """Images and captions of every image in the given trial tables.
 
+    ``stimuli_path`` and ``stim_info_path``: NSD's stimulus brick and ``nsd_stim_info_merged.csv``
+    (:func:`brainldm.nsd.layout.stimuli`, :func:`~brainldm.nsd.layout.stim_info`);
     ``caption_files``: COCO's caption files in the order of :data:`layout.CAPTION_SPLITS`.
     """
     if len(caption_files) != len(layout.CAPTION_SPLITS):
@@ -132,6 +135,4 @@ def extract_stimuli(root, trials_paths: list[str], out_path: str, caption_files:
     ids = np.unique(np.concatenate([pd.read_csv(p, sep="\t")["nsd_id"].to_numpy() for p in trials_paths]))
     from .stimuli import extract_stimuli
 
-    extract_stimuli(
-        layout.stimuli(root), layout.stim_info(root), dict(zip(layout.CAPTION_SPLITS, caption_files)), ids, out_path,
-    )
+    extract_stimuli(stimuli_path, stim_info_path, dict(zip(layout.CAPTION_SPLITS, caption_files)), ids, out_path)
