@@ -171,18 +171,16 @@ def write_features(path: Path, dim: int, seed: int) -> None:
     """A merged feature file: every image of the subject (sorted 73k ids), float32, a decaying spectrum."""
     import h5py
 
-    from brainldm.ldm.gather import _merged_chunks
+    from brainldm.feature_file import create_feature_file
 
     n = TRAIN_IMAGES + TEST_IMAGES
     rng = np.random.default_rng(seed)
     scale = (1 + np.arange(dim, dtype=np.float32)) ** -0.5
     with h5py.File(path, "w") as h5:
-        data = h5.create_dataset("features", (n, dim), np.float32, chunks=_merged_chunks(n, dim))
+        data = create_feature_file(h5, dim, np.float32, np.arange(n), (dim,), {})
         for start in range(0, n, 256):
             stop = min(start + 256, n)
             data[start:stop] = rng.standard_normal((stop - start, dim), np.float32) * scale
-        h5["nsd_ids"] = np.arange(n)
-        h5.attrs["shape"] = (dim,)
 
 
 def write_pca_features(path: Path, seed: int, components: int | None = None) -> None:

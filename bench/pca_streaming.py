@@ -4,7 +4,7 @@ One subject at the paper's size: 8,859 training + 982 test images (the test
 images interleaved with the training ones in id order, as NSD's shared images
 are), 6,400 components, one U-Net feature of 640 x 40 x 40 = 1,024,000 float32
 dimensions. The feature files are HDF5 chunked as the merged feature files are
-(:func:`brainldm.ldm.gather._merged_chunks`: 64 rows x 16,384 columns), random
+(:func:`brainldm.feature_file.feature_chunks`: 64 rows x 16,384 columns), random
 values with a decaying column scale (distinct eigenvalues).
 
 * ``streamed``: :func:`brainldm.pca.reduce_feature`, the pipeline's code
@@ -132,14 +132,13 @@ def make_feature_file(path: Path, n: int, dim: int, seed: int = 0) -> None:
     """One subject's feature file: sorted ids, rows written a chunk row at a time as the merge writes them."""
     import h5py
 
-    from brainldm.ldm.gather import _merged_chunks
+    from brainldm.feature_file import create_feature_file
 
     rng = np.random.default_rng(seed)
     ids = np.sort(rng.choice(73000, n, replace=False))
     scale = (1 + np.arange(dim) / 64).astype(np.float32) ** -0.5
     with h5py.File(path, "w") as h5:
-        data = h5.create_dataset("features", shape=(n, dim), dtype=np.float32, chunks=_merged_chunks(n, dim))
-        h5["nsd_ids"] = ids
+        data = create_feature_file(h5, dim, np.float32, ids, (dim,), {})
         rows = data.chunks[0]
         for start in range(0, n, rows):
             block = rng.standard_normal((min(rows, n - start), dim), dtype=np.float32)

@@ -8,6 +8,7 @@ import pytest
 
 from brainldm.decoding import decode_latent
 from brainldm.errors import IntermediateFileError
+from brainldm.feature_file import write_feature_file
 from brainldm.nsd.roi_betas import write_roi_betas
 
 DECODING = {"alphas": list(np.logspace(-1, 5, 13)), "cv": 5, "backend": "numpy", "n_targets_batch": 7}
@@ -24,9 +25,7 @@ def _write_problem(tmp_path, rng, n_voxels=30, test_rows=True):
     write_roi_betas(tmp_path / "betas.h5", features[rows] @ mixing + rng.normal(size=(len(rows), n_voxels)) * 3,
                     trial_ids, features[:40] @ mixing + rng.normal(size=(40, n_voxels)),
                     test_ids if test_rows else test_ids + 1, np.arange(n_voxels), (10, 10, 10), np.eye(4), "early")
-    with h5py.File(tmp_path / "feature.h5", "w") as h5:
-        h5["features"], h5["nsd_ids"] = features, ids
-        h5.attrs["shape"] = (4, 5)
+    write_feature_file(tmp_path / "feature.h5", features, ids, shape=(4, 5))
     return features[:40]
 
 

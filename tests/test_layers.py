@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "brainldm"
 #: Layer of each top-level module or subpackage; a module may import its own layer and those below.
 LAYERS = {
     "config": 0, "errors": 0, "device": 0, "seeds": 0, "logs": 0, "lazy": 0,
-    "files": 1, "stats": 1, "volume": 1, "manifest": 1, "jobstats": 1, "shards": 1, "decoded": 1, "reduced": 1, "ridge": 2,
+    "files": 1, "stats": 1, "volume": 1, "manifest": 1, "jobstats": 1, "shards": 1, "decoded": 1, "reduced": 1, "feature_file": 1, "ridge": 2,
     "nsd": 3, "ldm": 3,
     "pca": 4, "decoding": 4, "encoding": 4, "flatmaps": 4, "evaluation": 4, "costs": 4,
     "price": 5,

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from brainldm.feature_file import write_feature_file
 from brainldm.pca import pca_scores, reduce_feature
 
 
@@ -50,9 +51,10 @@ def test_streamed_pca_matches_svd_in_both_orientations(rng, tmp_path, shape):
     ids = np.arange(shape[0]) * 3  # sorted 73k ids; the test images interleaved with the training ones
     train_rows, test_rows = _split(rng, shape[0], 12)
     k = 10
-    with h5py.File(tmp_path / "f.h5", "w") as h5:
+    with h5py.File(tmp_path / "f.h5", "w") as h5:  # chunks narrower than a block: each read once all the same
         h5.create_dataset("features", data=x, chunks=(16, 32))
         h5["nsd_ids"] = ids
+        h5.attrs["shape"] = (x.shape[1],)
     pd.DataFrame({"nsd_id": np.r_[ids[train_rows], ids[test_rows], ids[test_rows]],
                   "split": ["train"] * len(train_rows) + ["test"] * 2 * len(test_rows)}).to_csv(
         tmp_path / "t.tsv", sep="\t", index=False)
@@ -144,8 +146,7 @@ def test_components_are_capped_by_rank(rng):
 def test_reduce_feature_never_sees_test_images(rng, tmp_path):
     ids = np.arange(0, 60, 2)
     features = rng.normal(size=(len(ids), 30)).astype(np.float32)
-    with h5py.File(tmp_path / "f.h5", "w") as h5:
-        h5["features"], h5["nsd_ids"] = features, ids
+    write_feature_file(tmp_path / "f.h5", features, ids)
     test_ids = ids[:5]
     trials = pd.DataFrame({"nsd_id": np.concatenate([ids, ids[:5]]),
                            "split": np.where(np.isin(np.concatenate([ids, ids[:5]]), test_ids), "test", "train")})
@@ -159,8 +160,7 @@ def test_reduce_feature_never_sees_test_images(rng, tmp_path):
         before = h5["test"][:]
     # changing the test images' features changes their projections but not the fit
     features[:5] += 100
-    with h5py.File(tmp_path / "f.h5", "w") as h5:
-        h5["features"], h5["nsd_ids"] = features, ids
+    write_feature_file(tmp_path / "f.h5", features, ids)
     reduce_feature(tmp_path / "f.h5", tmp_path / "t.tsv", tmp_path / "out2.h5", n_components=8)
     with h5py.File(tmp_path / "out.h5", "r") as a, h5py.File(tmp_path / "out2.h5", "r") as b:
         np.testing.assert_array_equal(a["train"][:], b["train"][:])
@@ -169,8 +169,7 @@ def test_reduce_feature_never_sees_test_images(rng, tmp_path):
 
 
 def test_missing_feature_rows_are_named(rng, tmp_path):
-    with h5py.File(tmp_path / "f.h5", "w") as h5:
-        h5["features"], h5["nsd_ids"] = rng.normal(size=(3, 4)).astype(np.float32), np.array([1, 2, 3])
+    write_feature_file(tmp_path / "f.h5", rng.normal(size=(3, 4)).astype(np.float32), [1, 2, 3])
     pd.DataFrame({"nsd_id": [1, 2, 3, 9], "split": ["train"] * 3 + ["test"]}).to_csv(tmp_path / "t.tsv", sep="\t")
     with pytest.raises(ValueError, match=r"no features for 73k ids \[9\]"):
         reduce_feature(tmp_path / "f.h5", tmp_path / "t.tsv", tmp_path / "o.h5", 2)

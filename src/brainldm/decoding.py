@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import logging
 
-import h5py
 import numpy as np
 
 from .config import section_settings
 from .decoded import write_decoded_latent
+from .feature_file import FeatureFile
 from .files import rows_of_ids
 from .nsd.roi_betas import RoiBetas
 from .ridge import RowsOf, fit_predict
@@ -29,7 +29,7 @@ def decode_latent(betas_path, feature_path, out_path, decoding: dict, subject: s
     betas_path : path
         ROI betas from ingestion (``train/betas``, ``test/betas``, ids).
     feature_path : path
-        The target feature (``features`` (n_images, d), sorted ``nsd_ids``, attr ``shape``).
+        The target feature (a :mod:`brainldm.feature_file` file).
     out_path : path
         Output, a :mod:`brainldm.decoded` file: ``predictions`` (n_test, d), ``nsd_ids``, attr
         ``shape``, and ``best_alphas``, ``alpha_at_edge``, ``cv_scores``, ``corr_per_image``,
@@ -43,12 +43,11 @@ def decode_latent(betas_path, feature_path, out_path, decoding: dict, subject: s
     betas = RoiBetas.read(betas_path)
     x_train, x_test = betas.arrays()
     train_ids, test_ids = betas.train_ids, betas.test_ids
-    with h5py.File(feature_path, "r") as h5:
-        feature_ids = h5["nsd_ids"][()]
-        data = h5["features"]
-        shape = tuple(h5.attrs.get("shape", (data.shape[1],)))
-        y_train = RowsOf(data, rows_of_ids(feature_ids, train_ids, feature_path))
-        test_rows = rows_of_ids(feature_ids, test_ids, feature_path)
+    feature = FeatureFile.read(feature_path)
+    shape = feature.shape
+    with feature.features() as data:
+        y_train = RowsOf(data, rows_of_ids(feature.nsd_ids, train_ids, feature_path))
+        test_rows = rows_of_ids(feature.nsd_ids, test_ids, feature_path)
         y_test = np.asarray(data[test_rows], np.float32)  # ids sorted and unique: increasing rows
         log.info("%s %s -> %s: %d train trials x %d voxels -> %d dims; %d test images",
                  subject, roi, target, len(x_train), x_train.shape[1], data.shape[1], len(x_test))

@@ -39,6 +39,7 @@ import pandas as pd
 import scipy.linalg
 from scipy.linalg.blas import dsyr, dsyrk
 
+from .feature_file import FeatureFile
 from .files import rows_of_ids
 from .reduced import write_reduced_feature
 
@@ -269,7 +270,7 @@ def reduce_feature(feature_path, trials_path, out_path, n_components: int,
     Parameters
     ----------
     feature_path : path
-        HDF5 with ``features`` (n_images, d) and sorted ``nsd_ids``.
+        A feature file (:mod:`brainldm.feature_file`).
     trials_path : path
         The subject's ``trials.tsv`` (``nsd_id``, ``split``).
     out_path : path
@@ -286,13 +287,12 @@ def reduce_feature(feature_path, trials_path, out_path, n_components: int,
     test_ids = np.unique(trials.loc[trials["split"] == "test", "nsd_id"])
     if np.intersect1d(train_ids, test_ids).size:
         raise ValueError(f"{trials_path}: images in both train and test splits")
-    with h5py.File(feature_path, "r") as h5:
-        feature_ids = h5["nsd_ids"][:]
-        train_rows = np.sort(rows_of_ids(feature_ids, train_ids, feature_path))
-        test_rows = np.sort(rows_of_ids(feature_ids, test_ids, feature_path))
-        dim = h5["features"].shape[1]
-        pca = pca_scores(h5["features"], train_rows, test_rows, n_components, block_bytes)
-        attrs = dict(h5.attrs)
+    feature = FeatureFile.read(feature_path)
+    train_rows = np.sort(rows_of_ids(feature.nsd_ids, train_ids, feature_path))
+    test_rows = np.sort(rows_of_ids(feature.nsd_ids, test_ids, feature_path))
+    dim, attrs = feature.n_values, feature.attrs
+    with feature.features() as data:
+        pca = pca_scores(data, train_rows, test_rows, n_components, block_bytes)
     kept = pca.train.shape[1]
     ratio = pca.explained_variance / pca.total_variance if pca.total_variance > 0 else pca.explained_variance * 0
     write_reduced_feature(

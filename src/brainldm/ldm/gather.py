@@ -24,26 +24,12 @@ from ..files import atomic_path
 from ..shards import read_part_manifests, remove_shards
 from ..config import section_settings
 from ..decoded import DecodedLatent
+from ..feature_file import create_feature_file
 from .names import METHODS, FeatureSpec, feature_specs, image_name
 
 __all__ = ["check_out_paths", "gather_features", "gather_reconstructions", "contact_sheet"]
 
 log = logging.getLogger(__name__)
-
-#: Columns per chunk of a merged feature file (64 KB of a row).
-_MERGED_CHUNK_COLS = 16384
-
-
-def _merged_chunks(n_rows: int, dim: int) -> tuple[int, int]:
-    """HDF5 chunks of a merged feature file: about 4 MB of float32, up to 16,384 columns wide.
-
-    Written by rows (64 rows of a U-Net feature per chunk row), read by
-    :mod:`brainldm.pca` in column blocks: HDF5 reads whole chunks, so
-    chunks of whole rows would make every column block read the whole file.
-    """
-    cols = max(1, min(dim, _MERGED_CHUNK_COLS))
-    return max(1, min(n_rows, (1 << 20) // cols)), cols
-
 
 def check_out_paths(out_paths: Mapping, names: Sequence[str]) -> None:
     """One output path per configured feature, no other."""
@@ -111,18 +97,14 @@ def _assemble(shards: list[dict], nsd_ids: np.ndarray, specs: Sequence[FeatureSp
                     if spec.name not in outputs:
                         tmp = stack.enter_context(atomic_path(out_paths[spec.name]))
                         h5 = stack.enter_context(h5py.File(tmp, "w"))
-                        h5.create_dataset("features", shape=(n, dim), dtype=source.dtype,
-                                          chunks=_merged_chunks(n, dim))
-                        h5.create_dataset("nsd_ids", data=nsd_ids)
-                        attrs = {"shape": np.asarray(source.attrs["shape"], dtype=np.int64), "feature": spec.name,
-                                 "kind": spec.kind, **common,
+                        attrs = {"feature": spec.name, "kind": spec.kind, **common,
                                  "nsd_ids": "0-based 73k ids, sorted, one row of features each"}
                         for key, value in (meta.get(spec.name) or {}).items():
                             if value is not None:
                                 attrs[key] = value
-                        h5.attrs.update(attrs)
-                        outputs[spec.name] = h5
-                    target = outputs[spec.name]["features"]
+                        outputs[spec.name] = create_feature_file(h5, dim, source.dtype, nsd_ids,
+                                                                 source.attrs["shape"], attrs)
+                    target = outputs[spec.name]
                     if dim != target.shape[1]:
                         raise RuntimeError(f"{path}: feature {spec.name} has {dim} values per image, "
                                            f"expected {target.shape[1]}")
