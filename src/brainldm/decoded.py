@@ -22,8 +22,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from .errors import IntermediateFileError
-from .files import atomic_path
+from .files import atomic_path, check_image_rows, require_contents
 
 __all__ = ["DecodedLatent", "write_decoded_latent"]
 
@@ -60,21 +59,11 @@ class DecodedLatent:
         """
         path = os.fspath(path)
         with h5py.File(path, "r") as h5:
-            missing = [name for name in ("predictions", "nsd_ids") if name not in h5]
-            if missing or "shape" not in h5.attrs:
-                what = missing + (["attribute 'shape'"] if "shape" not in h5.attrs else [])
-                raise IntermediateFileError(f"{path}: not a decoded-latent file (missing {', '.join(what)})")
+            require_contents(h5, path, "decoded-latent file", ("predictions", "nsd_ids"), ("shape",))
             data, ids = h5["predictions"], h5["nsd_ids"][()]
             shape = tuple(int(n) for n in np.atleast_1d(h5.attrs["shape"]))
-            if data.ndim != 2 or data.shape[0] != len(ids):
-                raise IntermediateFileError(f"{path}: predictions of shape {data.shape} for {len(ids)} nsd_ids "
-                                            "(expected one row per test image)")
-            if int(np.prod(shape)) != data.shape[1]:
-                raise IntermediateFileError(f"{path}: {data.shape[1]} values per image, but attribute shape "
-                                            f"{shape} holds {int(np.prod(shape))}")
+            check_image_rows(path, "predictions", data.shape, ids, shape)
             values = data[()] if predictions else None
-        if ids.ndim != 1 or np.any(np.diff(ids) <= 0):
-            raise IntermediateFileError(f"{path}: nsd_ids must be sorted and unique")
         return cls(path, values, ids, shape)
 
 

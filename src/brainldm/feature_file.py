@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
-from .errors import IntermediateFileError
-from .files import atomic_path
+from .files import atomic_path, check_image_rows, require_contents
 
 __all__ = ["FeatureFile", "feature_chunks", "create_feature_file", "write_feature_file"]
 
@@ -76,21 +75,10 @@ class FeatureFile:
         """
         path = os.fspath(path)
         with h5py.File(path, "r") as h5:
-            missing = [name for name in ("features", "nsd_ids") if name not in h5]
-            if missing or "shape" not in h5.attrs:
-                what = missing + (["attribute 'shape'"] if "shape" not in h5.attrs else [])
-                raise IntermediateFileError(f"{path}: not a feature file (missing {', '.join(what)})")
-            data, ids, attrs = h5["features"], h5["nsd_ids"][()], dict(h5.attrs)
-            data_shape = data.shape
+            require_contents(h5, path, "feature file", ("features", "nsd_ids"), ("shape",))
+            data_shape, ids, attrs = h5["features"].shape, h5["nsd_ids"][()], dict(h5.attrs)
         shape = tuple(int(n) for n in np.atleast_1d(attrs["shape"]))
-        if len(data_shape) != 2 or data_shape[0] != len(ids):
-            raise IntermediateFileError(f"{path}: features of shape {data_shape} for {len(ids)} nsd_ids "
-                                        "(expected one row per image)")
-        if int(np.prod(shape)) != data_shape[1]:
-            raise IntermediateFileError(f"{path}: {data_shape[1]} values per image, but attribute shape {shape} "
-                                        f"holds {int(np.prod(shape))}")
-        if ids.ndim != 1 or np.any(np.diff(ids) <= 0):
-            raise IntermediateFileError(f"{path}: nsd_ids must be sorted and unique")
+        check_image_rows(path, "features", data_shape, ids, shape)
         return cls(path, ids, shape, attrs)
 
     @property

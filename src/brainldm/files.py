@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import IntermediateFileError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
@@ -121,3 +123,28 @@ def rows_of_ids(ids: np.ndarray, wanted: np.ndarray, path) -> np.ndarray:
         missing = np.unique(wanted[~found])
         raise ValueError(f"{path}: no features for 73k ids {missing[:10].tolist()} ({len(missing)} in all)")
     return rows
+
+
+def require_contents(h5, path, kind: str, datasets=(), attrs=()) -> None:
+    """Raise :class:`~brainldm.errors.IntermediateFileError` naming ``path`` and what of a ``kind`` file it lacks."""
+    missing = [name for name in datasets if name not in h5] + [f"attribute {a!r}" for a in attrs if a not in h5.attrs]
+    if missing:
+        raise IntermediateFileError(f"{path}: not a {kind} (missing {', '.join(missing)})")
+
+
+def check_image_rows(path, name: str, data_shape, nsd_ids: np.ndarray, image_shape) -> None:
+    """A ``(n_images, values)`` dataset ``name``: one row per id, ``prod(image_shape)`` values, ids sorted and unique.
+
+    Raises
+    ------
+    IntermediateFileError
+        Naming ``path`` and what disagrees.
+    """
+    if len(data_shape) != 2 or data_shape[0] != len(nsd_ids):
+        raise IntermediateFileError(f"{path}: {name} of shape {tuple(data_shape)} for {len(nsd_ids)} nsd_ids "
+                                    "(expected one row per image)")
+    if int(np.prod(image_shape)) != data_shape[1]:
+        raise IntermediateFileError(f"{path}: {data_shape[1]} values per image, but attribute shape "
+                                    f"{tuple(image_shape)} holds {int(np.prod(image_shape))}")
+    if nsd_ids.ndim != 1 or np.any(np.diff(nsd_ids) <= 0):
+        raise IntermediateFileError(f"{path}: nsd_ids must be sorted and unique")

@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from .errors import IntermediateFileError
-from .files import atomic_path
+from .files import atomic_path, require_contents
 
 __all__ = ["ReducedFeature", "write_reduced_feature"]
 
@@ -65,9 +65,7 @@ class ReducedFeature:
         """
         path = os.fspath(path)
         with h5py.File(path, "r") as h5:
-            missing = [name for name in _DATASETS if name not in h5]
-            if missing:
-                raise IntermediateFileError(f"{path}: not a PCA feature file (missing {', '.join(missing)})")
+            require_contents(h5, path, "PCA feature file", _DATASETS)
             train, test = (np.asarray(h5[name][()], dtype=np.float32) for name in ("train", "test"))
             train_ids, test_ids = h5["train_nsd_ids"][()], h5["test_nsd_ids"][()]
         problem = _check(train, train_ids, test, test_ids)
