@@ -444,7 +444,7 @@ def encode_feature(betas_path, feature_path, reference_path, out_h5, out_maps: M
         outside), ``p`` and ``q`` (float32, 1 outside), ``significant`` (uint8),
         ``alpha`` (float32, 0 outside).
     settings : mapping
-        ``config["encoding"]`` (``config["encoding"]``, defaults from the schema).
+        ``config["encoding"]``, whole or in part (defaults from the schema).
     feature : str, optional
         The feature's name (default: the file's stem).
     """
@@ -556,6 +556,11 @@ _UNET_NAME = re.compile(r"^unet_(?P<block>.+)_t(?P<stage>[0-9.e+-]+)$")
 
 
 def _read_result(path, datasets=("r", "significant")) -> dict:
+    """The one reader of the encoding results (:func:`encode_feature`'s and :func:`encode_banded`'s files).
+
+    ``datasets`` and ``voxel_index``, ``feature``, ``attrs``, and for a banded model ``unique``
+    (band -> unique R^2 per voxel).
+    """
     with h5py.File(path, "r") as h5:
         for name in (*datasets, "voxel_index"):
             if name not in h5:
@@ -563,6 +568,8 @@ def _read_result(path, datasets=("r", "significant")) -> dict:
         out = {name: h5[name][()] for name in (*datasets, "voxel_index")}
         out["feature"] = str(h5.attrs.get("feature", os.path.basename(os.fspath(path)).removesuffix(".h5")))
         out["attrs"] = dict(h5.attrs)
+        if out["attrs"].get("model") == "banded":
+            out["unique"] = {band: h5[f"unique/{band}"][()] for band in h5["unique"]}
     return out
 
 
@@ -645,10 +652,7 @@ def summarize_encoding_by_roi(result_paths: Sequence, streams_path, out_tsv, set
         if index.size and index.max() >= streams.size:
             raise EncodingInputError(f"{path}: voxel indices outside the volume of {streams_path} {streams.shape}")
         labels = streams.reshape(-1)[index].astype(int)
-        unique = {}
-        if res["attrs"].get("model") == "banded":
-            with h5py.File(path, "r") as h5:
-                unique = {band: h5[f"unique/{band}"][()] for band in h5["unique"]}
+        unique = res.get("unique", {})
         for label in [None, *sorted(np.unique(labels))]:
             sel = np.ones(len(labels), bool) if label is None else labels == label
             r, sig = res["r"][sel], res["significant"][sel].astype(bool)
