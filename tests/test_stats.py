@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from brainldm.stats import fdr_bh, pearson_r, r2_score, r_pvalue, voxel_stats
+from brainldm.stats import fdr_bh, pearson_r, r2_score, r2_score_split, r_pvalue, voxel_stats
 
 
 def test_pearson_r_per_column(rng):
@@ -96,3 +96,20 @@ def test_r2_score(rng):
     np.testing.assert_allclose(r2_score(y, y), 1)
     np.testing.assert_allclose(r2_score(np.zeros_like(y) + y.mean(0), y), 0, atol=1e-12)
     assert r2_score(np.zeros((5, 1)), np.ones((5, 1)))[0] == 0  # constant target: defined as 0
+
+
+def test_split_r2_is_himalayas_product_measure(rng):
+    from himalaya.backend import set_backend
+    from himalaya.scoring import r2_score_split as himalaya_split
+
+    set_backend("numpy")
+    y = rng.normal(size=(30, 7))
+    y -= y.mean(0)
+    parts = np.stack([0.5 * y + rng.normal(size=y.shape), 0.2 * y + rng.normal(size=y.shape)]).astype(np.float32)
+    ours = r2_score_split(y, parts)
+    np.testing.assert_array_equal(ours, himalaya_split(y, parts.copy()))  # the same arithmetic, bit for bit
+    np.testing.assert_allclose(ours.sum(0), 1 - ((y - parts.sum(0)) ** 2).sum(0) / (y ** 2).sum(0), rtol=1e-6)
+    parts[0, 3, 2] = np.nan
+    with pytest.warns(UserWarning):
+        expected = himalaya_split(y, parts.copy())
+    np.testing.assert_array_equal(r2_score_split(y, parts), expected)

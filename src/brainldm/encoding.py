@@ -45,7 +45,7 @@ from .nsd.roi_betas import RoiBetas
 from .reduced import ReducedFeature
 from .device import himalaya_backend
 from .ridge import RidgeCVEngine, Standardizer, check_finite
-from .stats import VoxelStats, pearson_r, r2_score, voxel_stats
+from .stats import VoxelStats, pearson_r, r2_score, r2_score_split, voxel_stats
 from .volume import save_map
 
 log = logging.getLogger(__name__)
@@ -307,8 +307,6 @@ def banded_encoding(xs_train: Sequence, y_train, xs_test: Sequence, y_test, band
         Per band, the test ``r2`` and ``r`` of that band's own model over all voxels (the
         :func:`encode_feature` results, fitted with the same settings); fitted here when None.
     """
-    from himalaya.scoring import r2_score_split
-
     s = section_settings("encoding", settings, ignore=WORKFLOW_KEYS)
     bands = list(bands)
     if len(bands) != 2 or len(xs_train) != 2 or len(xs_test) != 2:
