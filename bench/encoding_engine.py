@@ -188,6 +188,10 @@ def main() -> None:
     write_markdown(args, runs, agreement, describe(), himalaya.__version__, load_start, time.time() - started)
 
 
+def _batches(n: int) -> str:
+    return f"{n} batch" + ("es" if n != 1 else "")
+
+
 def write_markdown(args, runs: dict, agreement: dict, machine: dict, himalaya_version: str, load_start,
                    elapsed: float) -> None:
     s = args.scale
@@ -218,7 +222,7 @@ def write_markdown(args, runs: dict, agreement: dict, machine: dict, himalaya_ve
         f"Command: {command}.",
         "",
         f"Sizes: X {args.train:,} training rows x {args.features:,} features (random, float32, centred, one common "
-        f"scale), {args.test:,} test rows, batches of {args.batch:,} voxels, {args.batches} batches per variant and "
+        f"scale), {args.test:,} test rows, batches of {args.batch:,} voxels, {_batches(args.batches)} per variant and "
         f"repeat; 5-fold CV over the 15 alphas of the encoding defaults; alpha per voxel, intercept.",
     ]
     if scaled:
@@ -230,7 +234,7 @@ def write_markdown(args, runs: dict, agreement: dict, machine: dict, himalaya_ve
             "of the paper's size in flops (BLAS efficiency changes with size, so as an estimate).")
     lines += [
         f"Each variant runs in its own process; wall times of each batch (fit, test predictions, r and R^2) and of "
-        f"the engine's decomposition; medians over batches and {args.repeats} repeats, variants alternating. Load "
+        f"the engine's decomposition; medians over batches and {args.repeats} repeat{'s' if args.repeats != 1 else ''}, variants alternating. Load "
         f"average (1 min) at the start: {load_start[0]:.1f}; at the start of the runs: {min(loads):.1f}-"
         f"{max(loads):.1f} on {machine['cores']} cores (wall times on a shared machine). Elapsed: "
         f"{elapsed / 60:.0f} min.",
@@ -238,7 +242,7 @@ def write_markdown(args, runs: dict, agreement: dict, machine: dict, himalaya_ve
         "## Measured",
         "",
         "| variant | decomposition (s, once per job) | per batch (s, median) | batches, s (all runs) | "
-        f"{args.batches} batches incl. decomposition (s, median) | peak RSS (MiB) |",
+        f"{_batches(args.batches)} incl. decomposition (s, median) | peak RSS (MiB) |",
         "|---|---|---|---|---|---|",
     ]
     for v, label in (("himalaya", "himalaya `RidgeCV` per batch (old)"), ("engine", "`RidgeCVEngine` (now)")):
@@ -248,7 +252,7 @@ def write_markdown(args, runs: dict, agreement: dict, machine: dict, himalaya_ve
     lines += [
         f"| data only | | | | | {rss['data']:.0f} |",
         "",
-        f"Measured ratio, {args.batches} batches: himalaya / engine = **{measured['himalaya'] / measured['engine']:.1f}x**"
+        f"Measured ratio, {_batches(args.batches)}: himalaya / engine = **{measured['himalaya'] / measured['engine']:.1f}x**"
         f"; per batch alone: **{per_batch['himalaya'] / per_batch['engine']:.1f}x**.",
         f"Same results: max |r engine - r himalaya| over the {args.batches * args.batch:,} voxels = "
         f"{agreement['max_abs_r_difference']:.1e}; same alpha for {100 * agreement['same_alpha_fraction']:.2f}% of "
