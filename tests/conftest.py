@@ -25,6 +25,19 @@ def rng():
     return np.random.default_rng(0)
 
 
+def assert_reader_names_the_fault(path, change, read, message: str) -> None:
+    """Apply ``change`` to the HDF5 file ``path``; ``read(path)`` must raise an IntermediateFileError naming it."""
+    import h5py
+
+    from brainldm.errors import IntermediateFileError
+
+    with h5py.File(path, "r+") as h5:
+        change(h5)
+    with pytest.raises(IntermediateFileError, match=message) as info:
+        read(path)
+    assert Path(path).name in str(info.value)
+
+
 @pytest.fixture(scope="session")
 def small_config() -> dict:
     """The small test configuration with the schema's defaults filled in."""

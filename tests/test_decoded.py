@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from brainldm.decoded import DecodedLatent, write_decoded_latent
-from brainldm.errors import IntermediateFileError
+
+from conftest import assert_reader_names_the_fault
 
 SHAPE = (4, 3, 3)
 
@@ -45,8 +46,4 @@ def test_writer_refuses_what_does_not_fit(tmp_path, rng, ids, shape):
 ])
 def test_reader_names_the_file_and_the_fault(tmp_path, rng, change, message):
     _write(tmp_path / "z.h5", rng)
-    with h5py.File(tmp_path / "z.h5", "r+") as h5:
-        change(h5)
-    with pytest.raises(IntermediateFileError, match=message) as info:
-        DecodedLatent.read(tmp_path / "z.h5")
-    assert "z.h5" in str(info.value)
+    assert_reader_names_the_fault(tmp_path / "z.h5", change, DecodedLatent.read, message)

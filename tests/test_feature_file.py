@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import h5py
 import numpy as np
 import pytest
 
-from brainldm.errors import IntermediateFileError
 from brainldm.feature_file import CHUNK_COLUMNS, FeatureFile, feature_chunks, write_feature_file
+
+from conftest import assert_reader_names_the_fault
 
 SHAPE = (4, 2, 3)
 
@@ -45,8 +45,4 @@ def test_writer_refuses_ids_that_do_not_fit(tmp_path, rng):
 ])
 def test_reader_names_the_file_and_the_fault(tmp_path, rng, change, message):
     write_feature_file(tmp_path / "z.h5", rng.normal(size=(3, *SHAPE)), [1, 4, 6])
-    with h5py.File(tmp_path / "z.h5", "r+") as h5:
-        change(h5)
-    with pytest.raises(IntermediateFileError, match=message) as info:
-        FeatureFile.read(tmp_path / "z.h5")
-    assert "z.h5" in str(info.value)
+    assert_reader_names_the_fault(tmp_path / "z.h5", change, FeatureFile.read, message)

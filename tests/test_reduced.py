@@ -6,8 +6,9 @@ import h5py
 import numpy as np
 import pytest
 
-from brainldm.errors import IntermediateFileError
 from brainldm.reduced import ReducedFeature, write_reduced_feature
+
+from conftest import assert_reader_names_the_fault
 
 
 def _write(path, rng, train_ids=(3, 5, 8, 9), test_ids=(0, 4), k=3):
@@ -51,8 +52,4 @@ def test_writer_refuses_what_does_not_fit(tmp_path, rng, train_ids, test_rows, k
 ])
 def test_reader_names_the_file_and_the_fault(tmp_path, rng, change, message):
     _write(tmp_path / "z.h5", rng)
-    with h5py.File(tmp_path / "z.h5", "r+") as h5:
-        change(h5)
-    with pytest.raises(IntermediateFileError, match=message) as info:
-        ReducedFeature.read(tmp_path / "z.h5")
-    assert "z.h5" in str(info.value)
+    assert_reader_names_the_fault(tmp_path / "z.h5", change, ReducedFeature.read, message)
